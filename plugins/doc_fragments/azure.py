@@ -81,3 +81,32 @@ notes:
   - Requests are retried on throttling (429) and transient failures (5xx, connection resets), honouring
     C(Retry-After), with a bounded number of attempts and total time.
 '''
+
+    # Tag options for modules that manage tags.
+    TAGS = r'''
+options:
+  tags:
+    description:
+      - Tags to set on the resource.
+      - With O(purge_tags=false) (the default) existing tags not named here are kept.
+    type: dict
+  purge_tags:
+    description:
+      - Remove tags that are not listed in O(tags). Ignored when O(tags) is not set.
+    type: bool
+    default: false
+'''
+
+    # Attribute descriptions; modules set the support level.
+    ATTRIBUTES = r'''
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action_group:
+    description: Use C(group/hashistack.azure.azure) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - hashistack.azure.azure
+'''
