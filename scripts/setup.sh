@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the sandbox and the tests need on a Debian 12 machine (run as root):
+# Debian packages, a Python virtualenv with the dev requirements, and the collection linked
+# where Ansible looks for it. Safe to run again: it skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PACKAGES=(
+  python3 python3-venv python3-dev gcc git rsync
+  debootstrap systemd-container iproute2 nftables
+  gnupg openssh-client unzip curl ca-certificates
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: installing Python requirements into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-dev.txt
+  echo "$want" >"$stamp"
+fi
+
+# Ansible finds the collection as ansible_collections/hashistack/azure under this path.
+mkdir -p .cache/collections/ansible_collections/hashistack
+ln -sfn "$ROOT" .cache/collections/ansible_collections/hashistack/azure
+echo "setup: ready (activate with: source scripts/env.sh)"
