@@ -413,9 +413,14 @@ class AzureSession:
         ident = self.settings.get('client_id')
         return 'managed identity%s via the instance metadata service' % (' client_id=%s' % ident if ident else '')
 
-    def client(self, client_class, **kwargs):
-        """Return a cached SDK management client of ``client_class`` for this session's cloud."""
-        key = (client_class, tuple(sorted(kwargs.items())))
+    def client(self, client_class, subscription_id=None, **kwargs):
+        """Return a cached SDK management client of ``client_class`` for this session's cloud.
+
+        ``subscription_id`` overrides the session's subscription (cross-subscription peering);
+        other keyword arguments go to the client constructor.
+        """
+        subscription_id = subscription_id or self.subscription_id
+        key = (client_class, subscription_id, tuple(sorted(kwargs.items())))
         if key not in self._clients:
             options = self._common_kwargs()
             options.update(
@@ -428,7 +433,7 @@ class AzureSession:
                 user_agent=USER_AGENT,
             )
             options.update(kwargs)
-            self._clients[key] = client_class(self.credential, self.subscription_id, **options)
+            self._clients[key] = client_class(self.credential, subscription_id, **options)
         return self._clients[key]
 
 
@@ -730,9 +735,9 @@ class AzureModule:
         except AzureModuleError as exc:
             return self.fail(str(exc))
 
-    def client(self, client_class, **kwargs):
+    def client(self, client_class, subscription_id=None, **kwargs):
         try:
-            return self.session.client(client_class, **kwargs)
+            return self.session.client(client_class, subscription_id=subscription_id, **kwargs)
         except AzureModuleError as exc:
             return self.fail(str(exc))
 

@@ -51,7 +51,7 @@ attributes:
   diff_mode:
     support: full
 author:
-  - hashistack.azure maintainers
+  - hashistack.azure maintainers (@hashistack)
 '''
 
 EXAMPLES = r'''
