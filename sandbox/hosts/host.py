@@ -94,16 +94,30 @@ def leader_pid(h: dict) -> int | None:
     return None
 
 
-def processes_in_root(root: str) -> list[int]:
-    """Every process whose root directory is ``root`` (a host's merged dir)."""
+def container_inits(upper_prefix: str) -> list[int]:
+    """PIDs of container inits whose root is an overlay with upperdir under ``upper_prefix``.
+
+    Found from the kernel alone (pid namespace + the root mount's options), so it also works
+    when systemd-nspawn was killed and the container's systemd got orphaned.
+    """
+    own = os.readlink("/proc/self/ns/pid")
     out = []
     for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if os.readlink(p / "root") == root:
+        if not p.name.isdigit():
+            continue
+        try:
+            if os.readlink(p / "ns/pid") == own:
+                continue
+            nspid = [ln for ln in (p / "status").read_text().splitlines() if ln.startswith("NSpid:")]
+            if not nspid or nspid[0].split()[-1] != "1":
+                continue
+            for ln in (p / "mountinfo").read_text().splitlines():
+                f = ln.split()
+                if f[4] == "/" and f"upperdir={upper_prefix}" in ln:
                     out.append(int(p.name))
-            except OSError:
-                pass
+                    break
+        except OSError:
+            pass
     return out
 
 
@@ -330,7 +344,8 @@ def _tail(p: Path, n: int = 15) -> str:
 
 def up(name: str, network: str, ip: str, hostname: str | None = None, prefix_len: int = 24,
        custom_data: str | None = None, imds: dict | None = None, principal_id: str | None = None,
-       instance_id: str | None = None, wait: bool = True, timeout: float = 60.0) -> dict:
+       instance_id: str | None = None, wait: bool = True, timeout: float = 60.0,
+       arm_id: str | None = None) -> dict:
     """Create and boot host ``name`` with address ``ip``/``prefix_len`` on ``network``.
 
     ``custom_data`` is a path to the user-data file (already decoded) given to cloud-init.
@@ -370,6 +385,7 @@ def up(name: str, network: str, ip: str, hostname: str | None = None, prefix_len
             "instance_id": instance_id or f"i-{name}-{int(time.time() * 1000):x}",
             "generation": 0, "pid": None, "pid_start": None,
             "imds": imds or _default_imds(name, hostname, ip, prefix_len, network),
+            "arm_id": arm_id,
         }
         st["hosts"][name] = h
         try:
@@ -415,8 +431,7 @@ def _stop_processes(h: dict, timeout: float = 10.0) -> None:
             _kill([ns], signal.SIGTERM)
             if _wait_gone([ns], timeout):
                 _kill([ns], signal.SIGKILL)
-    merged = str(Path(h["dir"]) / "merged")
-    rest = processes_in_root(merged)
+    rest = container_inits(f"{h['dir']}/upper,")
     _kill(rest, signal.SIGKILL)
     _wait_gone(pids + rest, 5)
 
@@ -484,12 +499,15 @@ def down(name: str) -> None:
         net.apply_ruleset(st)
 
 
-def set_imds(name: str, doc: dict | None = None, principal_id: str | None = None) -> None:
+def set_imds(name: str, doc: dict | None = None, principal_id: str | None = None,
+             arm_id: str | None = None) -> None:
     with state.locked() as st:
         h = st["hosts"][name]
         if doc is not None:
             h["imds"] = doc
         h["principal_id"] = principal_id
+        if arm_id:
+            h["arm_id"] = arm_id
 
 
 def power_state(name: str) -> str:
@@ -570,11 +588,9 @@ def down_all() -> dict:
     _kill(left, signal.SIGKILL)
     _wait_gone(left, 3)
     hosts_dir = run / "hosts"
-    if hosts_dir.exists():
-        for d in hosts_dir.iterdir():
-            rest = processes_in_root(str(d / "merged"))
-            _kill(rest, signal.SIGKILL)
-            _wait_gone(rest, 3)
+    rest = container_inits(f"{hosts_dir}/")
+    _kill(rest, signal.SIGKILL)
+    _wait_gone(rest, 5)
     # 2. mounts, host dirs, namespaces, links, nft table.
     for m in sorted(leftover_mounts(run), key=len, reverse=True):
         _umount(m)
@@ -610,7 +626,8 @@ def leftovers() -> dict:
                        capture_output=True, text=True)
     return {"netns": net.leftover_netns(tag), "links": net.leftover_links(tag),
             "mounts": leftover_mounts(run),
-            "processes": _nspawn_procs_for(run) + imds_server.find_servers(run),
+            "processes": (_nspawn_procs_for(run) + container_inits(f"{run}/hosts/")
+                          + imds_server.find_servers(run)),
             "nft": r.returncode == 0}
 
 

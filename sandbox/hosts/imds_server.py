@@ -53,6 +53,26 @@ class _State:
                     pass
             return self.data
 
+    def live_doc(self, host: dict) -> dict:
+        """The instance's IMDS document as the emulator sees it now (tags change, ...)."""
+        arm = self.get().get("arm") or {}
+        if not (host.get("arm_id") and arm.get("url")):
+            return host.get("imds") or {}
+        now = time.monotonic()
+        with self.lock:
+            cached = getattr(self, "_live", None)
+        if cached is None or now - cached[0] > 1.0:
+            try:
+                ctx = ssl.create_default_context(cafile=arm.get("ca")) if arm.get("ca") else None
+                with urllib.request.urlopen(arm["url"] + "/_sandbox/instances", context=ctx, timeout=5) as r:
+                    docs = {i.get("id", "").lower(): i.get("imds") for i in json.loads(r.read()).get("instances", [])}
+                cached = (now, docs)
+                with self.lock:
+                    self._live = cached
+            except (OSError, ValueError):
+                return host.get("imds") or {}
+        return cached[1].get(host["arm_id"].lower()) or host.get("imds") or {}
+
     def host_by_ip(self, ip: str) -> dict | None:
         for h in (self.get().get("hosts") or {}).values():
             if h.get("ip") == ip:
@@ -119,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(404, {"error": "Not found"})
 
     def _instance(self, host: dict, path: str, q: dict):
-        node = host.get("imds") or {}
+        node = self.server.state.live_doc(host)
         for part in [p for p in path[len("/metadata/instance"):].split("/") if p]:
             if isinstance(node, dict) and part in node:
                 node = node[part]
