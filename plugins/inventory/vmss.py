@@ -55,7 +55,7 @@ description:
     is set; the inventory fails when no subscription at all could be read. Any other error fails the inventory
     naming the resource, rather than returning an incomplete inventory silently.
 author:
-  - hashistack.azure maintainers
+  - hashistack.azure maintainers (@hashistack)
 requirements:
   - azure-identity
   - azure-mgmt-compute
@@ -606,8 +606,8 @@ class Fetcher:
 
     def _task_flexible_instances(self, sub, rg, name, set_id):
         compute = self.session.compute(sub)
-        return self._list(lambda: compute.virtual_machines.list(rg, filter="'virtualMachineScaleSet/id' eq '%s'" % set_id,
-                                                                  expand='instanceView'),
+        query = "'virtualMachineScaleSet/id' eq '%s'" % set_id
+        return self._list(lambda: compute.virtual_machines.list(rg, filter=query, expand='instanceView'),
                           'VMs of Flexible scale set %s (resource group %s)' % (name, rg))
 
     def _task_set_nics(self, sub, rg, name):
@@ -908,7 +908,7 @@ class _SessionAdapter:
         self._get_option = get_option
         self._subscriptions = list(subscriptions or [])
         self._session = None
-        self._factories = {}
+        self._classes = {}
         self._retry = None
 
     @property
@@ -918,9 +918,6 @@ class _SessionAdapter:
             from azure.mgmt.network import NetworkManagementClient  # pylint: disable=import-outside-toplevel
             self._classes = {'compute': ComputeManagementClient, 'network': NetworkManagementClient}
             options = _azure.auth_options_from_plugin(self._get_option)
-            if not options.get('subscription_id') and self._subscriptions:
-                # the subscriptions to list are given: no need to discover a default one
-                options['subscription_id'] = self._subscriptions[0]
             self._session = _azure.AzureSession(options)
             self._retry = _azure.RetryPolicy(attempts=3, deadline=300)
         return self._session
@@ -930,14 +927,7 @@ class _SessionAdapter:
 
     def _client(self, kind, subscription_id):
         session = self.azure_session
-        key = (kind, subscription_id)
-        if key not in self._factories:
-            client_class = self._classes[kind]
-
-            def factory(credential, _default_subscription, **options):
-                return client_class(credential, subscription_id, **options)
-            self._factories[key] = factory
-        return session.client(self._factories[key])
+        return session.client(self._classes[kind], subscription_id=subscription_id)
 
     def compute(self, subscription_id):
         return self._client('compute', subscription_id)
