@@ -1,0 +1,252 @@
+"""Shared agent process machinery: config, node id, logging, gossip, raft, RPC forwarding, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from . import autojoin
+from .config import parse_duration
+from .net import Logger, Response, RPCError, call, serve
+from .raft import NotLeader, Raft
+from .serf import Serf
+
+
+def columnize(rows: list[list[str]]) -> str:
+    """Like ryanuber/columnize with the default config: columns separated by two spaces."""
+    if not rows:
+        return ""
+    widths = [0] * max(len(r) for r in rows)
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(str(c)))
+    lines = []
+    for r in rows:
+        cells = [str(c).ljust(widths[i]) if i < len(r) - 1 else str(c) for i, c in enumerate(r)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+class BaseAgent:
+    product = ""
+
+    def __init__(self, cfg: dict, config_paths: list[str], build: dict, dev: bool = False):
+        self.cfg = cfg
+        self.config_paths = config_paths
+        self.version = build["version"]
+        self.revision = build["revision"]
+        self.dev = dev
+        self.data_dir = Path(cfg.get("data_dir") or "/tmp/sandbox-agent")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = Logger(cfg.get("log_level", "INFO"), cfg.get("log_file") if cfg.get("log_file", "").endswith(".log") else None)
+        self.node_id = self._node_id()
+        self.stopping = threading.Event()
+        self.left = False
+        self.serf: Serf | None = None
+        self.raft: Raft | None = None
+        self.servers_http = []
+        self.started = time.time()
+
+    # ------------------------------------------------------------ identity
+    def _node_id(self) -> str:
+        p = self.data_dir / "node-id"
+        configured = self.cfg.get("node_id")
+        if configured:
+            return configured
+        if p.is_file():
+            return p.read_text().strip()
+        nid = str(uuid.uuid4())
+        p.write_text(nid)
+        return nid
+
+    # ------------------------------------------------------------ run loop
+    def run(self) -> int:
+        try:
+            self.start()
+        except (OSError, RPCError, ValueError) as e:
+            self.log("ERROR", f"agent: startup error: {e}")
+            print(f"==> Error starting agent: {e}", flush=True)
+            return 1
+        signal.signal(signal.SIGTERM, lambda *_: self._on_signal("SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self._on_signal("SIGINT"))
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start())
+        pid_file = self.cfg.get("pid_file")
+        if pid_file:
+            Path(pid_file).write_text(str(os.getpid()))
+        self.ready()
+        while not self.stopping.wait(0.5):
+            pass
+        self.shutdown()
+        if pid_file:
+            try:
+                Path(pid_file).unlink()
+            except OSError:
+                pass
+        return 0
+
+    def ready(self):
+        pass
+
+    def _on_signal(self, name: str):
+        self.log("INFO", f"agent: Caught signal: {name}")
+        threading.Thread(target=self._graceful, args=(name,), daemon=True).start()
+
+    def _graceful(self, sig: str):
+        if self.should_leave(sig) and not self.left:
+            self.log("INFO", "agent: Gracefully shutting down agent...")
+            self.leave()
+        self.stopping.set()
+
+    def should_leave(self, sig: str) -> bool:
+        raise NotImplementedError
+
+    def leave(self):
+        if self.left:
+            return
+        self.left = True
+        if self.raft:
+            self.raft.remove_self_gracefully()
+        if self.serf:
+            self.serf.leave()
+        self.log("INFO", "agent: Graceful leave complete")
+
+    def shutdown(self):
+        self.log("INFO", "agent: Requesting shutdown")
+        if self.raft:
+            self.raft.stop()
+        if self.serf:
+            self.serf.stop()
+        for s in self.servers_http:
+            s.shutdown()
+            s.server_close()
+        self.log("INFO", "agent: shutdown complete")
+
+    def reload(self):
+        from .config import load_and_check
+        self.log("INFO", "agent: Caught signal: hangup; reloading configuration")
+        cfg, errs = load_and_check(self.product, self.config_paths)
+        if errs:
+            self.log("ERROR", "agent: Failed to reload configs: " + "; ".join(errs))
+            return
+        self.cfg = cfg
+        self.log.level = Logger.LEVELS.get(str(cfg.get("log_level", "INFO")).upper(), 2)
+        self.log("INFO", "agent: Reloaded configuration")
+
+    # ------------------------------------------------------------ gossip / join
+    def start_serf(self, *, name, addr, bind, port, tags, key, field, value):
+        self.serf = Serf(name=name, addr=addr, port=port, tags=tags, key=key, cluster_field=field,
+                         cluster_value=value, log=self.log, product=self.product)
+        srv = serve(bind, port, self.internal_router, self.log)
+        self.servers_http.append(srv)
+        self.serf.start()
+
+    def start_retry_join(self, entries: list[str], interval: float, max_attempts: int, default_port: int, join_fn):
+        if not entries:
+            return
+
+        def loop():
+            attempt = 0
+            while not self.stopping.is_set():
+                attempt += 1
+                addrs = []
+                for e in entries:
+                    try:
+                        addrs += autojoin.resolve(e)
+                    except autojoin.DiscoverError as ex:
+                        self.log("WARN", f"agent: Join cluster failed, will retry: {ex}")
+                addrs = [a if ":" in a else f"{a}:{default_port}" for a in addrs]
+                self.log("INFO", f"agent: Joining cluster...: cluster=LAN addresses={addrs}")
+                n = join_fn(addrs) if addrs else 0
+                if n:
+                    self.log("INFO", f"agent: Join cluster completed. Synced with initial agents: cluster=LAN num_agents={n}")
+                    return
+                if max_attempts and attempt >= max_attempts:
+                    self.log("ERROR", "agent: Join cluster failed, no more retries")
+                    return
+                self.log("WARN", f"agent: Join cluster failed, will retry: cluster=LAN retry_interval={interval}s")
+                self.stopping.wait(interval)
+
+        threading.Thread(target=loop, daemon=True, name="retry-join").start()
+
+    # ------------------------------------------------------------ raft
+    def start_raft(self, **kw):
+        self.raft = Raft(log=self.log, **kw)
+        self.raft.start()
+
+    def internal_router(self, method, path, q, body, headers):
+        data = json.loads(body) if body else {}
+        if path.startswith("/serf/") and self.serf:
+            return self.serf.handle(path, data)
+        if path.startswith("/raft/") and self.raft:
+            if path == "/raft/vote":
+                return Response(self.raft.handle_vote(data))
+            if path == "/raft/append":
+                return Response(self.raft.handle_append(data))
+            if path == "/raft/timeout_now":
+                return Response(self.raft.handle_timeout_now(data))
+        if path.startswith("/rpc/"):
+            try:
+                return Response({"result": self.server_rpc(path[5:], data.get("args") or {}, data.get("stale", False))})
+            except RPCError as e:
+                return Response({"error": str(e)}, status=e.status or 500)
+        return Response({"error": f"unknown internal path {path}"}, status=404)
+
+    # server-side RPC dispatch: subclasses define rpc_<Name> handlers and LOCAL_RPCS
+    LOCAL_RPCS: set[str] = set()
+
+    def server_rpc(self, name: str, args: dict, stale: bool = False):
+        if self.raft is None:
+            raise RPCError("this agent is not a server", 500)
+        fn = getattr(self, "rpc_" + name.replace(".", "_"), None)
+        if fn is None:
+            raise RPCError(f"rpc: can't find method {name}", 404)
+        if name in self.LOCAL_RPCS or (stale and name.split(".")[-1] in ("Get", "List", "Read")) or self.raft.is_leader():
+            return fn(args)
+        lid, laddr = self.raft.leader()
+        if not laddr or lid == self.node_id:
+            raise NotLeader()
+        try:
+            r = call(laddr, f"/rpc/{name}", {"args": args}, timeout=8.0)
+        except RPCError as e:
+            if e.status == 0:
+                raise NotLeader() from e
+            raise
+        return r["result"]
+
+    def rpc(self, name: str, args: dict | None = None, stale: bool = False):
+        """Call an RPC: locally when we are a server, else through a known server."""
+        if self.raft is not None:
+            return self.server_rpc(name, args or {}, stale)
+        errs = []
+        for addr in self.known_servers():
+            try:
+                r = call(addr, f"/rpc/{name}", {"args": args or {}, "stale": stale}, timeout=8.0)
+                return r["result"]
+            except RPCError as e:
+                if e.status == 0:
+                    errs.append(str(e))
+                    continue
+                raise
+        raise RPCError(self.no_servers_msg() + (f" ({'; '.join(errs)})" if errs else ""), 500)
+
+    def known_servers(self) -> list[str]:
+        return []
+
+    def no_servers_msg(self) -> str:
+        return "No known servers"
+
+    def apply(self, op: dict):
+        """Write through raft (on the leader, forwarded otherwise)."""
+        return self.rpc("Raft.Apply", {"op": op})
+
+    def rpc_Raft_Apply(self, args):
+        return self.raft.apply(args["op"])
+
+
+def dur(cfg_val, default: str) -> float:
+    return parse_duration(cfg_val if cfg_val not in (None, "") else default)

@@ -1,0 +1,385 @@
+"""Agent configuration: load (-config-dir / -config-file, HCL + JSON), merge, check against the
+documented keys and types (data/*-agent-config-keys.json), and build runtime settings."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from pathlib import Path
+
+from . import hcl
+from .hcl import Repeated
+
+try:  # inside a built executable the data files live in the zip
+    import importlib.resources as _res
+
+    def _data(name: str) -> str:
+        return (_res.files(__package__) / "data" / name).read_text()
+except Exception:  # pragma: no cover
+    def _data(name: str) -> str:
+        return (Path(__file__).parent / "data" / name).read_text()
+
+
+class ConfigError(ValueError):
+    pass
+
+
+_SCHEMAS: dict[str, dict] = {}
+
+
+def schema(product: str) -> dict:
+    if product not in _SCHEMAS:
+        raw = json.loads(_data(f"{product}-agent-config-keys.json"))
+        top = {k: v for k, v in raw.items() if not k.startswith("_")}
+        extra = {}
+        if product == "consul":
+            for k, v in raw.get("_in_2022_docs_only", {}).items():
+                extra[k] = v
+            for k, t in raw.get("_in_config_go_not_in_docs", {}).get("non_user_configurable", {}).items():
+                extra[k] = {"type": t if t in _TYPES else "any"}
+            dotted = raw.get("_in_config_go_not_in_docs", {}).get("keys", {})
+            # service / check definitions are accepted by the agent but not part of the key list
+            for k in ("service", "services", "check", "checks"):
+                extra[k] = {"type": "any"}
+        else:
+            dotted = {k: v["type"] if isinstance(v, dict) else v for k, v in raw.get("_in_source_not_in_docs", {}).items()}
+        top.update({k: v for k, v in extra.items() if k not in top})
+        for path, t in dotted.items():
+            _graft(top, path.split("."), t)
+        _SCHEMAS[product] = top
+    return _SCHEMAS[product]
+
+
+_TYPES = {"string", "int", "bool", "float", "duration", "list", "map", "object"}
+
+
+def _graft(tree: dict, parts: list[str], t):
+    node = tree
+    for p in parts[:-1]:
+        if p not in node:
+            node[p] = {"type": "object", "children": {}}
+        n = node[p]
+        if "children" not in n:
+            n["children"] = {}
+            if n.get("type") not in ("object", "map", "list"):
+                n["type"] = "object"
+        node = n["children"]
+    tt = t if isinstance(t, str) else "any"
+    if parts[-1] not in node:
+        node[parts[-1]] = {"type": tt if tt in _TYPES else "any"}
+
+
+_DUR = re.compile(r"^(-?)((\d+(\.\d+)?)(ns|us|µs|ms|s|m|h))+$")
+_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(v) -> float:
+    """Go time.ParseDuration -> seconds."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v) / 1e9 if v else 0.0
+    if not isinstance(v, str):
+        raise ValueError(f"invalid duration {v!r}")
+    s = v.strip()
+    if s == "0":
+        return 0.0
+    if not _DUR.match(s):
+        raise ValueError(f'time: invalid duration "{v}"')
+    total = sum(float(n) * _UNITS[u] for n, u in _DUR_PART.findall(s))
+    return -total if s.startswith("-") else total
+
+
+def format_duration(sec: float) -> str:
+    """Go Duration.String() (approximately)."""
+    if sec == 0:
+        return "0s"
+    if sec < 1e-3:
+        return f"{sec * 1e6:g}µs"
+    if sec < 1:
+        return f"{sec * 1e3:.6g}ms"
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    out = ""
+    if h:
+        out += f"{int(h)}h"
+    if h or m:
+        out += f"{int(m)}m"
+    return out + f"{s:.9g}s"
+
+
+# ---------------------------------------------------------------- loading
+
+def load_files(paths: list[str], fmt: str | None = None) -> list[tuple[str, dict]]:
+    """Load config files/dirs in the order given; a directory contributes its *.hcl/*.json
+    files in lexical order (like the real agents). Returns [(path, data)]."""
+    docs = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            files = sorted(f for f in pp.iterdir() if f.is_file() and (fmt or f.suffix in (".hcl", ".json")))
+            for f in files:
+                if fmt is None and f.suffix not in (".hcl", ".json"):
+                    continue
+                docs.append((str(f), _load_one(f, fmt)))
+        elif pp.is_file():
+            docs.append((str(pp), _load_one(pp, fmt)))
+        else:
+            raise ConfigError(f"Error loading {p}: stat {p}: no such file or directory")
+    return docs
+
+
+def _load_one(path: Path, fmt: str | None) -> dict:
+    f = fmt or ("json" if path.suffix == ".json" else "hcl")
+    try:
+        return hcl.loads(path.read_text(), f)
+    except (hcl.HCLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"failed to parse {path}: {e}") from e
+
+
+def merge(a, b):
+    """Later config wins for scalars; maps merge; lists append (Consul/Nomad merge semantics)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if k in out else v
+        return out
+    if isinstance(a, list) and isinstance(b, list) and not isinstance(a, Repeated) and not isinstance(b, Repeated):
+        return a + b
+    return b
+
+
+# ---------------------------------------------------------------- checking
+
+def _typename(v):
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "map"
+    return type(v).__name__
+
+
+def _coerce(t: str, v, path: str, errors: list[str]):
+    """Weakly-typed decode like mapstructure WeaklyTypedInput; returns coerced value."""
+    if t in ("any",):
+        return v
+    if isinstance(v, Repeated) and t not in ("object", "list", "map"):
+        v = v[-1]
+    if t == "string":
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (int, float, bool)):
+            return str(v).lower() if isinstance(v, bool) else str(v)
+    elif t == "int":
+        if isinstance(v, bool):
+            return int(v)
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return int(v, 0)
+            except ValueError:
+                errors.append(f"{path}: cannot parse '{path}' as int: strconv.ParseInt: parsing {v!r}: invalid syntax")
+                return None
+    elif t == "float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                pass
+    elif t == "bool":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            return v != 0
+        if isinstance(v, str) and v.lower() in ("1", "t", "true", "0", "f", "false"):
+            return v.lower() in ("1", "t", "true")
+        if isinstance(v, str):
+            errors.append(f"{path}: cannot parse '{path}' as bool: strconv.ParseBool: parsing {v!r}: invalid syntax")
+            return None
+    elif t == "duration":
+        if isinstance(v, str):
+            try:
+                parse_duration(v)
+                return v
+            except ValueError:
+                errors.append(f"{path}: invalid duration {v!r} for '{path}' (e.g. \"10s\", \"1m30s\")")
+                return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    elif t == "list":
+        if isinstance(v, list):
+            return list(v)
+        if isinstance(v, str):
+            return [v]
+    elif t in ("map", "object"):
+        if isinstance(v, dict):
+            return v
+        if isinstance(v, list) and all(isinstance(x, dict) for x in v):
+            out: dict = {}
+            for x in v:
+                out = merge(out, x)
+            return out
+    errors.append(f"{path}: '{path}' expected type '{t}', got unconvertible type '{_typename(v)}', value: {_short(v)}")
+    return None
+
+
+def _short(v):
+    s = json.dumps(v, default=str)
+    return s if len(s) < 60 else s[:57] + "..."
+
+
+def check(product: str, data: dict) -> tuple[dict, list[str]]:
+    """Validate keys and types. Returns (coerced config, errors)."""
+    errors: list[str] = []
+    out = _check_obj(schema(product), data, "", errors, product)
+    return out, errors
+
+
+def _check_obj(children: dict, data: dict, prefix: str, errors: list[str], product: str) -> dict:
+    out = {}
+    for k, v in data.items():
+        path = f"{prefix}{k}"
+        node = children.get(k)
+        if node is None:
+            if product == "consul":
+                errors.append(f"invalid config key {path}")
+            else:
+                errors.append(f"unexpected keys {path}")
+            continue
+        out[k] = _check_val(node, v, path, errors, product)
+    return out
+
+
+def _check_val(node: dict, v, path: str, errors: list[str], product: str):
+    t = node.get("type", "any")
+    if t not in _TYPES:
+        t = "any"
+    if t == "list" and node.get("item_type") == "object" and node.get("children"):
+        # labelled blocks (plugin "raw_exec" {...}) or a list of objects
+        if isinstance(v, dict):
+            res = {}
+            for label, body in v.items():
+                body = _coerce("object", body, f"{path}.{label}", errors)
+                if body is not None:
+                    res[label] = _check_obj(node["children"], body, f"{path}.{label}.", errors, product)
+            return res
+        if isinstance(v, list):
+            return [_check_obj(node["children"], x, f"{path}.", errors, product) if isinstance(x, dict)
+                    else _coerce("object", x, path, errors) for x in v]
+    cv = _coerce(t, v, path, errors)
+    if cv is None:
+        return None
+    if t == "object" and node.get("children"):
+        return _check_obj(node["children"], cv, path + ".", errors, product)
+    if t == "map" and node.get("value_type") in _TYPES:
+        return {k: _coerce(node["value_type"], x, f"{path}.{k}", errors) for k, x in cv.items()}
+    if "values" in node and isinstance(cv, str) and cv and cv.lower() not in [str(x).lower() for x in node["values"]]:
+        errors.append(f"{path}: invalid value {cv!r} for '{path}' (one of {', '.join(map(str, node['values']))})")
+    return cv
+
+
+# ---------------------------------------------------------------- product rules
+
+def _valid_key(s) -> bool:
+    try:
+        return len(base64.b64decode(s, validate=True)) in (16, 24, 32)
+    except (binascii.Error, ValueError, TypeError):
+        return False
+
+
+def consul_rules(c: dict, for_agent: bool) -> list[str]:
+    e = []
+    server = bool(c.get("server"))
+    be = c.get("bootstrap_expect") or 0
+    if be and not server:
+        e.append("'bootstrap_expect > 0' requires 'server = true' (bootstrap_expect is set on a client agent)")
+    if be and c.get("bootstrap"):
+        e.append("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive")
+    if be < 0:
+        e.append(f"bootstrap_expect cannot be {be}. Must be greater than or equal to zero")
+    if c.get("bootstrap") and not server:
+        e.append("'bootstrap = true' requires 'server = true'")
+    if not c.get("data_dir"):
+        e.append("data_dir cannot be empty")
+    dc = c.get("datacenter", "dc1")
+    if dc and not re.match(r"^[a-z0-9_-]+$", str(dc)):
+        e.append(f"datacenter: invalid datacenter {dc!r}: only lower case alphanumerics, dashes and underscores are allowed")
+    if c.get("encrypt") and not _valid_key(c["encrypt"]):
+        e.append("encrypt has invalid key: the key must be 32 bytes (16, 24 or 32 bytes), base64-encoded")
+    if c.get("read_replica") and not server:
+        e.append("'read_replica = true' requires 'server = true'")
+    ports = c.get("ports") or {}
+    for name, p in ports.items():
+        if isinstance(p, int) and (p > 65535 or p < -1):
+            e.append(f"ports.{name}: invalid port {p}")
+    return e
+
+
+def nomad_rules(c: dict, for_agent: bool) -> list[str]:
+    e = []
+    server = c.get("server") or {}
+    client = c.get("client") or {}
+    if not server.get("enabled") and not client.get("enabled"):
+        e.append("Must specify either server, client or dev mode for the agent.")
+    if server.get("bootstrap_expect") and not server.get("enabled"):
+        e.append("server.bootstrap_expect is set but the server is not enabled (server.enabled = false): bootstrap_expect requires a server")
+    if (server.get("bootstrap_expect") or 0) < 0:
+        e.append("server.bootstrap_expect must be >= 0")
+    if server.get("encrypt") and not _valid_key(server["encrypt"]):
+        e.append("server.encrypt: Invalid encryption key: key must be 32 bytes, base64 encoded")
+    if for_agent and not c.get("data_dir"):
+        e.append('Must specify "data_dir" for production mode (data_dir is empty)')
+    for k in ("region", "datacenter"):
+        v = c.get(k)
+        if v is not None and not re.match(r"^[a-zA-Z0-9_.-]+$", str(v)):
+            e.append(f"{k}: invalid value {v!r}")
+    return e
+
+
+def load_and_check(product: str, paths: list[str], fmt: str | None = None, for_agent: bool = True) -> tuple[dict, list[str]]:
+    """Returns (merged config, errors). Errors name the key."""
+    try:
+        docs = load_files(paths, fmt)
+    except ConfigError as e:
+        return {}, [str(e)]
+    merged: dict = {}
+    errors: list[str] = []
+    for path, d in docs:
+        cd, errs = check(product, d)
+        errors += [f"{path}: {x}" for x in errs]
+        merged = merge(merged, cd)
+    if errors:
+        return merged, errors
+    rules = consul_rules if product == "consul" else nomad_rules
+    errors += rules(merged, for_agent)
+    return merged, errors
+
+
+def env_override_paths() -> None:  # pragma: no cover - placeholder for symmetry
+    return None
+
+
+def resolve_addr(v: str | None, default: str) -> str:
+    from .sockaddr import render
+    if not v:
+        return default
+    return render(v).split()[0] if render(v).strip() else default
+
+
+def hostname() -> str:
+    return os.uname().nodename
