@@ -1,0 +1,384 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hashistack.azure contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: vmss
+short_description: Create, update, scale and delete an Azure virtual machine scale set
+version_added: 0.1.0
+description:
+  - Manages one Linux virtual machine scale set - image, size, capacity, zones, subnet, network security group,
+    SSH keys, custom data, tags, system-assigned identity and upgrade policy.
+  - Compares the desired model with the current one and sends no write request when nothing differs;
+    the diff and RV(changes) say exactly what changes. Only changed parts are sent (merge patch).
+  - Refuses changes to fields Azure cannot change on an existing scale set (location, orchestration mode,
+    zones, platform fault domain count, admin user name, computer name prefix, SSH keys, OS disk type).
+  - Azure never returns custom data, so its SHA-256 is kept in the tag C(hashistack_custom_data_sha256) to
+    detect changes.
+  - With O(upgrade_policy=Manual), model changes apply to new instances; use M(hashistack.azure.vmss_instance)
+    with O(hashistack.azure.vmss_instance#module:action=upgrade) to roll them to existing ones.
+options:
+  resource_group:
+    description: Resource group of the scale set.
+    type: str
+    required: true
+  name:
+    description: Name of the scale set.
+    type: str
+    required: true
+  location:
+    description: Location. Defaults to the resource group's location when creating. Immutable.
+    type: str
+  state:
+    description: Whether the scale set should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  vm_size:
+    description: VM size, for example V(Standard_D2s_v3). Required to create.
+    type: str
+  capacity:
+    description: Number of instances. Required to create. Changing it scales out or in.
+    type: int
+  image:
+    description:
+      - Marketplace image as C(publisher:offer:sku[:version]) or as a dict with C(publisher), C(offer), C(sku),
+        C(version) (default C(latest)); or a custom image / gallery image version id (a string starting with C(/)
+        or a dict with C(id)). Required to create.
+    type: raw
+  zones:
+    description: Availability zones (V(1), V(2), V(3)). Immutable.
+    type: list
+    elements: str
+  subnet_id:
+    description: Id of the subnet for the instances' primary NIC. Required to create; the subnet must exist.
+    type: str
+  network_security_group:
+    description: Id of a network security group for the instances' NIC.
+    type: str
+  admin_username:
+    description: Administrator user name. Defaults to V(azureuser) when creating. Immutable.
+    type: str
+  computer_name_prefix:
+    description: Prefix of the instances' host names. Defaults to O(name). Immutable.
+    type: str
+  ssh_public_keys:
+    description: OpenSSH public keys for the admin user; password login is disabled. Required to create. Immutable.
+    type: list
+    elements: str
+  custom_data:
+    description:
+      - Custom data (for example a cloud-init document) as plain text; the module base64-encodes it.
+      - Changing it updates the model; existing instances get it when reimaged or upgraded.
+    type: str
+  identity:
+    description: Managed identity of the instances.
+    type: str
+    choices: [SystemAssigned, None]
+  upgrade_policy:
+    description: How model changes reach existing instances. Defaults to V(Manual) when creating.
+    type: str
+    choices: [Manual, Rolling, Automatic]
+  overprovision:
+    description: Let Azure create extra instances and delete them after provisioning. Off by default.
+    type: bool
+  orchestration_mode:
+    description: Orchestration mode. Defaults to V(Uniform) when creating. Immutable.
+    type: str
+    choices: [Uniform, Flexible]
+  platform_fault_domain_count:
+    description: Fault domain count (V(1) for Flexible when not set). Immutable.
+    type: int
+  os_disk_type:
+    description: Storage account type of the OS disk. Immutable.
+    type: str
+    choices: [Standard_LRS, StandardSSD_LRS, Premium_LRS, StandardSSD_ZRS, Premium_ZRS]
+  os_disk_size_gb:
+    description: OS disk size in GB (only grows).
+    type: int
+  check_size:
+    description:
+      - Before creating or resizing, verify with the resource SKU list that O(vm_size) exists in the location
+        and is not restricted for the subscription.
+    type: bool
+    default: true
+  wait:
+    description: Wait for the create, update or delete to finish.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait.
+    type: int
+    default: 1800
+extends_documentation_fragment:
+  - hashistack.azure.azure
+  - hashistack.azure.azure.tags
+  - hashistack.azure.azure.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+author:
+  - hashistack.azure maintainers (@hashistack)
+'''
+
+EXAMPLES = r'''
+- name: Consul/Nomad servers
+  hashistack.azure.vmss:
+    resource_group: hashistack-prod
+    name: servers
+    vm_size: Standard_D2s_v3
+    capacity: 3
+    zones: ['1', '2', '3']
+    image: Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest
+    subnet_id: "{{ vnet.virtual_network.subnets[0].id }}"
+    network_security_group: "{{ nsg.network_security_group.id }}"
+    ssh_public_keys:
+      - "{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"
+    custom_data: "{{ lookup('template', 'cloud-init.yml.j2') }}"
+    identity: SystemAssigned
+    tags:
+      cluster: prod
+      role: server
+  register: servers
+
+- name: Scale the client pool to 10
+  hashistack.azure.vmss:
+    resource_group: hashistack-prod
+    name: clients-a
+    capacity: 10
+
+- name: Delete it
+  hashistack.azure.vmss:
+    resource_group: hashistack-prod
+    name: clients-a
+    state: absent
+'''
+
+RETURN = r'''
+vmss:
+  description: The scale set after the task (in check mode, what it would be); empty when absent.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: ARM id.
+      type: str
+      sample: /subscriptions/0000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/servers
+    name:
+      description: Name.
+      type: str
+      sample: servers
+    location:
+      description: Location.
+      type: str
+      sample: westeurope
+    vm_size:
+      description: VM size.
+      type: str
+      sample: Standard_D2s_v3
+    capacity:
+      description: Instance count.
+      type: int
+      sample: 3
+    zones:
+      description: Zones.
+      type: list
+      elements: str
+      sample: ['1', '2', '3']
+    image:
+      description: Image reference.
+      type: dict
+      sample: {publisher: Canonical, offer: 0001-com-ubuntu-server-jammy, sku: 22_04-lts-gen2, version: latest}
+    subnet_id:
+      description: Subnet id.
+      type: str
+      sample: /subscriptions/0000/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/servers
+    identity:
+      description: Identity type.
+      type: str
+      sample: SystemAssigned
+    principal_id:
+      description: Object id of the system-assigned identity (for M(hashistack.azure.role_assignment)).
+      type: str
+      sample: 5b1f5a2c-0000-0000-0000-000000000000
+    custom_data_sha256:
+      description: SHA-256 of the custom data in the model.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    tags:
+      description: Tags (without the custom data hash tag).
+      type: dict
+      sample: {role: server}
+    upgrade_policy:
+      description: Upgrade policy mode.
+      type: str
+      sample: Manual
+    orchestration_mode:
+      description: Orchestration mode.
+      type: str
+      sample: Uniform
+    provisioning_state:
+      description: Provisioning state.
+      type: str
+      sample: Succeeded
+changes:
+  description: Human readable list of the changes made (or that would be made in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["capacity: 3 -> 5"]
+'''
+
+from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, parse_resource_id, to_dict
+from ansible_collections.hashistack.azure.plugins.module_utils._network import nsg_id
+from ansible_collections.hashistack.azure.plugins.module_utils._vmss import (
+    compare, create_body, desired_from_params, model_from_rest, patch_body, validate_params)
+
+try:
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+except ImportError:
+    pass  # handled by AzureModule
+
+DEFAULTS = dict(orchestration_mode='Uniform', upgrade_policy='Manual', overprovision=False, identity='None',
+                os_disk_type='Standard_LRS', admin_username='azureuser')
+
+
+def check_size(m, client, size, location):
+    """Fail when the size does not exist or is restricted in the location (skipped when SKUs cannot be listed)."""
+    what = 'listing VM sizes in %s' % location
+    try:
+        skus = [to_dict(s) for s in m.retry.call(lambda: list(client.resource_skus.list(filter="location eq '%s'" % location)))]
+    except Exception as exc:  # pylint: disable=broad-except
+        m.warn('Could not verify vm_size %s in %s (%s while %s); continuing.' % (size, location, exc, what))
+        return None
+    vms = [s for s in skus if (s.get('resourceType') or '').lower() == 'virtualmachines']
+    if not vms:
+        return None
+    match = [s for s in vms if (s.get('name') or '').lower() == size.lower()]
+    if not match:
+        similar = sorted(set(s['name'] for s in vms if s.get('name', '').lower().split('_')[1:2] == size.lower().split('_')[1:2]))[:8]
+        m.fail('VM size %s is not offered in %s.%s Pick a size from the resource SKU list (az vm list-sizes -l %s).'
+               % (size, location, (' Similar sizes there: %s.' % ', '.join(similar)) if similar else '', location))
+    for restriction in match[0].get('restrictions') or []:
+        if (restriction.get('type') or '').lower() == 'location' or not (restriction.get('restrictionInfo') or {}).get('zones'):
+            m.fail('VM size %s is restricted in %s for this subscription (%s). Choose another size or location.'
+                   % (size, location, restriction.get('reasonCode')))
+    return match[0]
+
+
+def main():
+    m = AzureModule(dict(
+        resource_group=dict(type='str', required=True),
+        name=dict(type='str', required=True),
+        location=dict(type='str'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        vm_size=dict(type='str'),
+        capacity=dict(type='int'),
+        image=dict(type='raw'),
+        zones=dict(type='list', elements='str'),
+        subnet_id=dict(type='str'),
+        network_security_group=dict(type='str'),
+        admin_username=dict(type='str'),
+        computer_name_prefix=dict(type='str'),
+        ssh_public_keys=dict(type='list', elements='str', no_log=False),
+        custom_data=dict(type='str'),
+        identity=dict(type='str', choices=['SystemAssigned', 'None']),
+        upgrade_policy=dict(type='str', choices=['Manual', 'Rolling', 'Automatic']),
+        overprovision=dict(type='bool'),
+        orchestration_mode=dict(type='str', choices=['Uniform', 'Flexible']),
+        platform_fault_domain_count=dict(type='int'),
+        os_disk_type=dict(type='str', choices=['Standard_LRS', 'StandardSSD_LRS', 'Premium_LRS', 'StandardSSD_ZRS', 'Premium_ZRS']),
+        os_disk_size_gb=dict(type='int'),
+        check_size=dict(type='bool', default=True),
+        tags=dict(type='dict'),
+        purge_tags=dict(type='bool', default=False),
+        wait=dict(type='bool', default=True),
+        timeout=dict(type='int', default=1800),
+    ))
+    p = m.params
+    rg, name = p['resource_group'], p['name']
+    what = 'scale set %s in resource group %s' % (name, rg)
+    if p['state'] == 'present':
+        errors = validate_params(p)
+        if errors:
+            m.fail('Invalid parameters for %s: %s' % (what, '; '.join(errors)))
+
+    client = m.client(ComputeManagementClient)
+    current = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_machine_scale_sets.get, rg, name)))
+
+    if p['state'] == 'absent':
+        if current is None:
+            m.exit(changed=False, vmss={}, changes=[], diff=dict(before={}, after={}))
+        if not m.check_mode:
+            m.lro('deleting ' + what, lambda: client.virtual_machine_scale_sets.begin_delete(rg, name), p['timeout'], wait=p['wait'])
+        m.exit(changed=True, vmss={}, changes=['delete'], diff=dict(before=current, after={}))
+
+    desired = desired_from_params(p)
+    if desired['network_security_group']:
+        desired['network_security_group'] = nsg_id(desired['network_security_group'], m.subscription_id, rg)
+
+    if current is None:
+        missing = [k for k in ('vm_size', 'capacity', 'image', 'subnet_id', 'ssh_public_keys') if p.get(k) in (None, [])]
+        if missing:
+            m.fail('To create %s set %s.' % (what, ', '.join(missing)))
+        for key, value in DEFAULTS.items():
+            if desired.get(key) is None:
+                desired[key] = value
+        desired['computer_name_prefix'] = desired['computer_name_prefix'] or name
+        if desired['orchestration_mode'] == 'Flexible' and desired['platform_fault_domain_count'] is None:
+            desired['platform_fault_domain_count'] = 1
+        if desired['orchestration_mode'] == 'Flexible':
+            desired['overprovision'] = False
+        desired['tags'] = desired['tags'] or {}
+        if not desired['location']:
+            group = to_dict(m.get('reading resource group %s' % rg, m.client(ResourceManagementClient).resource_groups.get, rg))
+            if group is None:
+                m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
+            desired['location'] = group['location']
+        # The subnet must exist: fail clearly before creating anything.
+        sub = parse_resource_id(desired['subnet_id'])
+        net = m.client(NetworkManagementClient, subscription_id=sub.get('subscription'))
+        subnet = m.get('reading subnet %s' % desired['subnet_id'], net.subnets.get, sub['resource_group'], sub['names'][0], sub['names'][1])
+        if subnet is None:
+            m.fail('Subnet %s does not exist: create it with hashistack.azure.virtual_network before %s.' % (desired['subnet_id'], what))
+        if p['check_size']:
+            check_size(m, client, desired['vm_size'], desired['location'])
+        model = dict((k, v) for k, v in desired.items())
+        model['principal_id'] = None
+        result = dict(model, id=None, provisioning_state=None)
+        if not m.check_mode:
+            body = create_body(desired, p['custom_data'])
+            rest = m.lro('creating ' + what, lambda: client.virtual_machine_scale_sets.begin_create_or_update(rg, name, body),
+                         p['timeout'], wait=p['wait'])
+            result = model_from_rest(to_dict(rest)) if rest is not None else result
+            if p['wait'] and result is not None and result.get('identity') != 'None' and not result.get('principal_id'):
+                result = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_machine_scale_sets.get, rg, name))) or result
+        m.exit(changed=True, vmss=result, changes=['create'], diff=dict(before={}, after=model))
+
+    d, errors = compare(current, desired, p['purge_tags'])
+    if errors:
+        m.fail('Cannot update %s: %s.' % (what, '; '.join(errors)))
+    if not d.changed:
+        m.exit(changed=False, vmss=current, changes=[], diff=d.diff)
+    if 'vm_size' in d.changed_keys and p['check_size']:
+        check_size(m, client, d.after['vm_size'], current['location'])
+    for i, change in enumerate(d.changes):
+        if change.startswith('custom_data_sha256:'):
+            d.changes[i] = 'custom_data: changed (sha256 %s -> %s)' % (current['custom_data_sha256'], d.after['custom_data_sha256'])
+    result = d.after
+    if not m.check_mode:
+        body = patch_body(d.after, d.changed_keys, p['custom_data'])
+        rest = m.lro('updating ' + what, lambda: client.virtual_machine_scale_sets.begin_update(rg, name, body), p['timeout'], wait=p['wait'])
+        result = model_from_rest(to_dict(rest)) if rest is not None else d.after
+    m.exit(changed=True, vmss=result, changes=d.changes, diff=d.diff)
+
+
+if __name__ == '__main__':
+    main()
