@@ -243,6 +243,9 @@ CLUSTER_TAGS = (
     (TAG_NOMAD_DC, 'azure_nomad_datacenter', 'nomad_datacenter'),
 )
 
+# 404 error codes meaning "this resource (or its parent) does not exist"
+VANISHED_CODES = ('', 'resourcenotfound', 'notfound', 'resourcegroupnotfound', 'parentresourcenotfound')
+
 HOSTNAME_CHOICES = ('computer_name', 'name', 'vmss_instance', 'instance_id', 'vm_id', 'private_ip', 'public_ip')
 
 _ID_RE = re.compile(r'^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/', re.IGNORECASE)
@@ -519,10 +522,16 @@ def iter_instances(raw):
 class _Skipped(Exception):
     """A call whose target vanished (404) or is not readable (403); the caller decides what to do."""
 
-    def __init__(self, status, what, message):
+    def __init__(self, status, what, message, code=None):
         super().__init__(message)
         self.status = status
         self.what = what
+        self.code = (code or '').lower()
+
+    @property
+    def vanished(self):
+        """404 because the resource (or its resource group) does not exist (not e.g. an unknown resource type)."""
+        return self.status == 404 and self.code in VANISHED_CODES
 
 
 def _status_of(exc):
@@ -586,7 +595,8 @@ class Fetcher:
         except HttpResponseError as exc:
             status = _status_of(exc)
             if status in (403, 404):
-                raise _Skipped(status, what, _explain(exc, what, self.session))
+                code = _azure.error_parts(exc)[1] if HAS_SHARED else None
+                raise _Skipped(status, what, _explain(exc, what, self.session), code)
             raise AnsibleError(_explain(exc, what, self.session))
         except AzureError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
@@ -668,10 +678,11 @@ class Fetcher:
             try:
                 sets = future.result()
             except _Skipped as exc:
-                if exc.status == 404 and rg is not None and 'subscription' not in to_native(exc).lower():
+                if rg is not None and exc.code == 'resourcegroupnotfound':
                     self.warn('Resource group %s not found in subscription %s; skipped.' % (rg, sub))
                     readable.add(sub)
-                else:
+                elif exc.status in (403, 404):
+                    # 403: no permission; 404 SubscriptionNotFound: not visible to this identity
                     self._forbidden(exc)
                 continue
             readable.add(sub)
@@ -726,7 +737,7 @@ class Fetcher:
                 items = future.result()
             except _Skipped as exc:
                 shared = entry['network_key'].startswith('rg:') and kind != 'instances'
-                if exc.status == 404 and not shared:
+                if exc.vanished and not shared:
                     gone.add(id(entry))
                 elif exc.status == 403:
                     try:
