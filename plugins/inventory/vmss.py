@@ -920,6 +920,7 @@ class _SessionAdapter:
         self._subscriptions = list(subscriptions or [])
         self._session = None
         self._classes = {}
+        self._clients = {}
         self._retry = None
 
     @property
@@ -938,7 +939,9 @@ class _SessionAdapter:
 
     def _client(self, kind, subscription_id):
         session = self.azure_session
-        return session.client(self._classes[kind], subscription_id=subscription_id)
+        client = session.client(self._classes[kind], subscription_id=subscription_id)
+        self._clients[(kind, subscription_id)] = client
+        return client
 
     def compute(self, subscription_id):
         return self._client('compute', subscription_id)
@@ -952,9 +955,8 @@ class _SessionAdapter:
         return self._retry.call(fn)
 
     def close(self):
-        if self._session is None:
-            return
-        for client in list(getattr(self._session, '_clients', {}).values()):
+        for client in self._clients.values():
             close = getattr(client, 'close', None)
             if close is not None:
                 close()
+        self._clients = {}
