@@ -88,7 +88,9 @@ message:
   description: Human summary. Names each shortfall (family, region, vCPUs short) and the locations with room.
   returned: always
   type: str
-  sample: "Not enough vCPU quota: westeurope standardDSv3Family needs 26 vCPUs, limit 20, usage 0: 6 short. Room for 26 standardDSv3Family vCPUs in: northeurope."
+  sample: >-
+    Not enough vCPU quota: standardDSv3Family in westeurope needs 26 vCPUs but the quota has 20 free (limit 20, usage 0):
+    6 vCPUs short. Room for 26 standardDSv3Family vCPUs in: northeurope.
 locations:
   description: Per location results.
   returned: always
@@ -173,7 +175,7 @@ def evaluate(locations, items, sizes, usages):
         per[loc] = dict(families=fam_out, total=tot, fits=tot['fits'] and all(f['fits'] for f in fam_out.values()))
     shortfalls = []
     for loc in locations:
-        entries = [(fam, v) for fam, v in sorted(per[loc]['families'].items())] + [('regional total vCPUs (cores)', per[loc]['total'])]
+        entries = sorted(per[loc]['families'].items()) + [('regional total vCPUs (cores)', per[loc]['total'])]
         for fam, v in entries:
             if v['fits']:
                 continue

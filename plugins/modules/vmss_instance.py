@@ -25,7 +25,7 @@ options:
     type: str
     required: true
   instance_ids:
-    description: Instance ids (as in RV(instances[].instance_id)). V(*) means every instance.
+    description: Instance ids (as returned in C(instances[].instance_id)). V(*) means every instance.
     type: list
     elements: str
     required: true
