@@ -1,0 +1,60 @@
+"""``python -m sandbox.arm serve --port PORT --state DIR [options]`` — run the ARM emulator in the foreground."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from .backend import InstanceBackend, load_backend
+from .server import App, Config, make_server
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.arm")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="serve the emulator on https://127.0.0.1:PORT")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port (see DIR/endpoint.json)")
+    serve.add_argument("--state", required=True, help="state directory (ca.pem, endpoint.json, state.json)")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every ARM request")
+    serve.add_argument("--provisioning-seconds", type=float, default=1.5,
+                       help="time a scale set create/update takes before instances are handed to the backend")
+    serve.add_argument("--network-seconds", type=float, default=0.0, help="time network writes take")
+    serve.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent on LROs (>=1)")
+    serve.add_argument("--page-size", type=int, default=100, help="items per page of list operations")
+    serve.add_argument("--backend-parallelism", type=int, default=8,
+                       help="instances handed to the backend concurrently")
+    serve.add_argument("--hosts", action="store_true",
+                       help="make instances real machines (sandbox.hosts.arm_backend:HostsBackend)")
+    serve.add_argument("--backend", default=None, help="custom backend as module:Class")
+    serve.add_argument("--hosts-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="keyword argument for the backend (repeatable)")
+    serve.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    options = dict(o.split("=", 1) for o in args.hosts_opt)
+    spec = args.backend or ("sandbox.hosts.arm_backend:HostsBackend" if args.hosts else None)
+    backend = load_backend(spec, options) if spec else InstanceBackend()
+    config = Config(state_dir=args.state, latency_ms=args.latency_ms, provisioning_seconds=args.provisioning_seconds,
+                    network_seconds=args.network_seconds, retry_after=max(1.0, args.retry_after),
+                    page_size=args.page_size, backend_parallelism=args.backend_parallelism)
+    app = App(config, backend)
+    server = make_server(app, args.port)
+
+    def stop(*_):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"sandbox.arm serving {app.base}/ state={args.state}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        app.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Admin API under /_sandbox/ (no auth; the server only listens on 127.0.0.1).
+
+GET  /_sandbox/requests?since=N      request log {"requests": [...], "next": N}
+POST /_sandbox/faults                {"method","path"(regex),"status","count","retry_after","code","message"}
+GET/DELETE /_sandbox/faults          list / clear injected faults
+GET/PUT /_sandbox/quotas             {location: {family: limit, "cores": regional limit}} (merged)
+PUT  /_sandbox/latency               {"ms": N}
+POST /_sandbox/reset                 forget every resource, fault, quota override and the request log
+POST /_sandbox/identity-token        {"principal_id", "resource"?} -> managed identity token (IMDS shape)
+GET  /_sandbox/instances             the backend instance dicts of every instance (debugging, hosts)
+GET  /_sandbox/health                {"ok": true, "idle": <no LRO running>}
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+from . import quotas
+from .errors import ArmError
+from .router import Response, route
+
+
+@route("GET", r"/_sandbox/requests", auth=False)
+def get_requests(app, req):
+    since = int(req.q("since") or 0)
+    with app.log_lock:
+        entries = app.log[since:]
+        nxt = len(app.log)
+    return Response(200, {"requests": entries, "next": nxt})
+
+
+@route("POST", r"/_sandbox/faults", auth=False)
+def add_fault(app, req):
+    spec = req.body or {}
+    if "status" not in spec:
+        raise ArmError(400, "BadRequest", "fault needs at least 'status'")
+    fault = {"id": str(uuid.uuid4()), "method": spec.get("method"), "path": spec.get("path"),
+             "status": int(spec["status"]), "count": int(spec.get("count", 1)),
+             "retry_after": spec.get("retry_after"), "code": spec.get("code"), "message": spec.get("message"),
+             "hits": 0}
+    with app.fault_lock:
+        app.faults.append(fault)
+    return Response(201, fault)
+
+
+@route("GET", r"/_sandbox/faults", auth=False)
+def list_faults(app, req):
+    with app.fault_lock:
+        return Response(200, {"faults": list(app.faults)})
+
+
+@route("DELETE", r"/_sandbox/faults", auth=False)
+def clear_faults(app, req):
+    with app.fault_lock:
+        app.faults.clear()
+    return Response(204)
+
+
+def fault_response(app, fault: dict, req) -> Response:
+    status = fault["status"]
+    headers = {}
+    if fault.get("retry_after") is not None:
+        headers["Retry-After"] = str(fault["retry_after"])
+    code, message = fault.get("code"), fault.get("message")
+    if status == 429 and not code:
+        if "/microsoft.compute/" in req.path.lower():
+            now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+            body = {"error": {"code": "OperationNotAllowed",
+                              "message": "The server rejected the request because too many requests have been "
+                                         "received for this subscription.",
+                              "details": [{"code": "TooManyRequests", "target": "HighCostGetVMScaleSet30Min",
+                                           "message": '{"operationGroup":"HighCostGetVMScaleSet30Min","startTime":"'
+                                           + now + '","endTime":"' + now + '","allowedRequestCount":900,'
+                                           '"measuredRequestCount":901}'}]}}
+            return Response(429, body, headers)
+        code = "SubscriptionRequestsThrottled"
+        message = (f"Number of '{'read' if req.method == 'GET' else 'write'}' requests for subscription "
+                   f"'{app.sub}' actor '{app.identity['principal_id']}' exceeded. Please try again after "
+                   f"'{fault.get('retry_after') or 1}' seconds after additional tokens are available. Refer to "
+                   "https://aka.ms/arm-throttling for additional information.")
+    if status >= 500 and not code:
+        code = "InternalServerError"
+        message = ("Encountered internal server error. Diagnostic information: timestamp "
+                   f"'{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}', subscription id '{app.sub}', tracking id "
+                   f"'{uuid.uuid4()}', request correlation id '{uuid.uuid4()}'.")
+    return Response(status, {"error": {"code": code or "InjectedFault", "message": message or "Injected fault."}},
+                    headers)
+
+
+@route("GET", r"/_sandbox/quotas", auth=False)
+def get_quotas(app, req):
+    return Response(200, quotas.effective_limits(app))
+
+
+@route("PUT", r"/_sandbox/quotas", auth=False)
+def put_quotas(app, req):
+    if not isinstance(req.body, dict):
+        raise ArmError(400, "BadRequest", "expected {location: {family: limit}}")
+    quotas.set_limits(app, req.body)
+    return Response(200, quotas.effective_limits(app))
+
+
+@route("PUT", r"/_sandbox/latency", auth=False)
+def put_latency(app, req):
+    app.config.latency_ms = float((req.body or {}).get("ms", 0))
+    return Response(200, {"ms": app.config.latency_ms})
+
+
+@route("POST", r"/_sandbox/reset", auth=False)
+def reset(app, req):
+    from .resources import resources as rg
+    app.lro.drain(timeout=60)
+    for rec in app.store.of_type("Microsoft.Resources/resourceGroups"):
+        rg.delete_group_now(app, rec["body"]["id"])
+    app.store.reset()
+    with app.fault_lock:
+        app.faults.clear()
+    with app.log_lock:
+        app.log.clear()
+    app.config.latency_ms = app.initial_latency
+    app.ensure_owner_assignment()
+    return Response(200, {"reset": True})
+
+
+@route("POST", r"/_sandbox/identity-token", auth=False)
+def identity_token(app, req):
+    from .resources import compute
+    principal = (req.body or {}).get("principal_id")
+    owner = compute.identity_owner(app, principal) if principal else None
+    if not owner:
+        raise ArmError(404, "NotFound", f"No managed identity with principal id '{principal}'.")
+    return Response(200, app.auth.managed_identity_token(principal, owner["clientId"], owner["resourceId"]))
+
+
+@route("GET", r"/_sandbox/instances", auth=False)
+def instances(app, req):
+    from .resources import compute
+    return Response(200, {"instances": compute.all_instance_dicts(app)})
+
+
+@route("GET", r"/_sandbox/health", auth=False)
+def health(app, req):
+    return Response(200, {"ok": True, "idle": app.lro.idle(), "port": app.config.port})

@@ -1,0 +1,1 @@
+"""Resource providers of the emulator; importing a module registers its routes."""

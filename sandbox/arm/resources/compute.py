@@ -1,0 +1,1044 @@
+"""Microsoft.Compute: virtual machine scale sets (Uniform and Flexible), their instances, rolling
+upgrades, usages and resource SKUs. Instance lifecycle goes through the InstanceBackend from LRO jobs."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from .. import quotas
+from ..errors import ArmError, entity_not_found, invalid_parameter, not_found
+from ..lro import job
+from ..router import RG, SUB, Response, paged, route
+from ..util import check_name, deep, get_path, merge_patch, new_guid, normalize_location, now_iso, strip_secrets
+from . import network
+from .resources import require_rg
+
+NS = "Microsoft.Compute"
+VMSS = "Microsoft.Compute/virtualMachineScaleSets"
+VMSS_VM = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
+VM = "Microsoft.Compute/virtualMachines"
+C = RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets/(?P<vmss>[^/]+)"
+CV = C + r"/virtualMachines/(?P<iid>[^/]+)"
+VMR = RG + r"/providers/Microsoft\.Compute/virtualMachines/(?P<vm>[^/]+)"
+ACTIONS = ("restart", "reimage", "reimageall", "start", "poweroff", "deallocate", "redeploy")
+
+
+# -- lookups ---------------------------------------------------------------------------------------
+def vmss_id(app, rg, name) -> str:
+    return f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/{VMSS}/{name}"
+
+
+def get_vmss_rec(app, rg, name) -> dict:
+    rec = app.store.get(vmss_id(app, rg, name))
+    if rec is None:
+        require_rg(app, rg)
+        raise not_found(VMSS, name, rg)
+    return rec
+
+
+def get_vm_rec(app, rg, vmss, iid) -> dict:
+    vrec = get_vmss_rec(app, rg, vmss)
+    _uniform_only(vrec)
+    rec = app.store.get(vrec["body"]["id"] + "/virtualMachines/" + iid)
+    if rec is None:
+        raise entity_not_found()
+    return rec
+
+
+def _uniform_only(vrec) -> None:
+    if vrec["body"]["properties"].get("orchestrationMode") == "Flexible":
+        raise ArmError(400, "OperationNotAllowed",
+                       "This operation is not supported for Virtual Machine Scale Sets with orchestration mode "
+                       "'Flexible'. Use the Virtual Machines API on the scale set's virtual machines instead.")
+
+
+def instances_of(app, vrec) -> list[dict]:
+    if vrec["body"]["properties"].get("orchestrationMode") == "Flexible":
+        vid = vrec["body"]["id"].lower()
+        return [r for r in app.store.of_type(VM, vrec["body"]["id"].rsplit("/providers/", 1)[0])
+                if r["x"].get("vmss_id", "").lower() == vid]
+    return app.store.of_type(VMSS_VM, vrec["body"]["id"])
+
+
+def core_holders(app, location: str) -> list[dict]:
+    out = []
+    for t in (VMSS_VM, VM):
+        for r in app.store.of_type(t):
+            if r["body"]["location"] == location and r["x"].get("power") != "deallocated":
+                out.append({"size": r["x"]["size"]})
+    return out
+
+
+def identity_owner(app, principal: str) -> dict | None:
+    for t in (VMSS, VM):
+        for r in app.store.of_type(t):
+            ident = r["body"].get("identity") or {}
+            if ident.get("principalId") == principal:
+                return {"clientId": r["x"].get("client_id", ""), "resourceId": r["body"]["id"]}
+    return None
+
+
+# -- validation ------------------------------------------------------------------------------------
+def _validate_profile(app, rid: str, body: dict, location: str, flexible: bool) -> None:
+    profile = get_path(body, "properties.virtualMachineProfile")
+    if profile is None:
+        if flexible:
+            return
+        raise invalid_parameter("Required parameter 'virtualMachineProfile' is missing (null).",
+                                "virtualMachineProfile")
+    os_profile = profile.get("osProfile") or {}
+    if not os_profile.get("computerNamePrefix") and not flexible:
+        raise invalid_parameter("Required parameter 'osProfile.computerNamePrefix' is missing (null).",
+                                "osProfile.computerNamePrefix")
+    if not os_profile.get("adminUsername"):
+        raise invalid_parameter("Required parameter 'osProfile' is missing (null).", "osProfile")
+    prefix = os_profile.get("computerNamePrefix") or ""
+    if len(prefix) > 58:
+        raise invalid_parameter("Computer name prefix cannot be longer than 58 characters.",
+                                "osProfile.computerNamePrefix")
+    net = profile.get("networkProfile") or {}
+    if flexible and not net.get("networkApiVersion"):
+        raise invalid_parameter("Required parameter 'networkProfile.networkApiVersion' is missing (null).",
+                                "networkProfile.networkApiVersion")
+    cfgs = net.get("networkInterfaceConfigurations") or []
+    if not cfgs:
+        raise invalid_parameter("Required parameter 'networkProfile.networkInterfaceConfigurations' is missing "
+                                "(null).", "networkProfile.networkInterfaceConfigurations")
+    for cfg in cfgs:
+        props = cfg.get("properties") or {}
+        nsg = (props.get("networkSecurityGroup") or {}).get("id")
+        if nsg and app.store.get(nsg) is None:
+            raise network.invalid_reference(app, nsg, rid)
+        for ipc in props.get("ipConfigurations") or []:
+            subnet = get_path(ipc, "properties.subnet.id")
+            if not subnet:
+                raise invalid_parameter("Required parameter 'ipConfiguration.subnet' is missing (null).",
+                                        "ipConfiguration.subnet")
+            srec = app.store.get(subnet)
+            if srec is None:
+                raise network.invalid_reference(app, subnet, rid)
+            vnet = app.store.get(subnet.rsplit("/subnets/", 1)[0])
+            if vnet and vnet["body"]["location"] != location:
+                raise network.invalid_reference(app, subnet, rid)
+
+
+def _primary_subnet(profile: dict) -> tuple[dict, str, str | None]:
+    cfgs = get_path(profile, "networkProfile.networkInterfaceConfigurations") or []
+    cfg = next((c for c in cfgs if get_path(c, "properties.primary")), cfgs[0])
+    ipcs = get_path(cfg, "properties.ipConfigurations") or []
+    ipc = next((i for i in ipcs if get_path(i, "properties.primary")), ipcs[0])
+    return cfg, get_path(ipc, "properties.subnet.id"), get_path(cfg, "properties.networkSecurityGroup.id")
+
+
+def _normalize_profile(profile: dict | None) -> dict | None:
+    """Fill the defaults the real service returns (as in the recorded responses)."""
+    if profile is None:
+        return None
+    p = deep(profile)
+    osp = p.setdefault("osProfile", {})
+    osp.setdefault("secrets", [])
+    osp.setdefault("allowExtensionOperations", True)
+    osp.setdefault("requireGuestProvisionSignal", True)
+    if "windowsConfiguration" not in osp:
+        lc = osp.setdefault("linuxConfiguration", {})
+        lc.setdefault("disablePasswordAuthentication", "adminPassword" not in osp)
+        lc.setdefault("provisionVMAgent", True)
+        lc.setdefault("enableVMAgentPlatformUpdates", False)
+    sp = p.setdefault("storageProfile", {})
+    sp.setdefault("imageReference", {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2",
+                                     "version": "latest"})
+    od = sp.setdefault("osDisk", {"createOption": "FromImage"})
+    od.setdefault("caching", "ReadWrite")
+    od.setdefault("managedDisk", {"storageAccountType": "Standard_LRS"})
+    od.setdefault("diskSizeGB", 30)
+    for cfg in get_path(p, "networkProfile.networkInterfaceConfigurations") or []:
+        props = cfg.setdefault("properties", {})
+        props.setdefault("primary", True)
+        props.setdefault("enableAcceleratedNetworking", False)
+        props.setdefault("dnsSettings", {"dnsServers": []})
+        props.setdefault("enableIPForwarding", False)
+        for ipc in props.get("ipConfigurations") or []:
+            ipc.setdefault("properties", {}).setdefault("privateIPAddressVersion", "IPv4")
+    return p
+
+
+def _model_signature(body: dict) -> str:
+    return json.dumps([get_path(body, "sku.name"), get_path(body, "properties.virtualMachineProfile")],
+                      sort_keys=True)
+
+
+# -- scale sets ------------------------------------------------------------------------------------
+@route("PUT", C)
+def put_vmss(app, req, sub, rg, vmss):
+    require_rg(app, rg)
+    return _write_vmss(app, req, rg, vmss, req.body or {}, patch=False)
+
+
+@route("PATCH", C)
+def patch_vmss(app, req, sub, rg, vmss):
+    rec = get_vmss_rec(app, rg, vmss)
+    merged = merge_patch(rec["x"]["spec"], req.body or {})
+    return _write_vmss(app, req, rg, vmss, merged, patch=True)
+
+
+def _write_vmss(app, req, rg, name, spec, patch):
+    check_name(name, 64)
+    rid = vmss_id(app, rg, name)
+    location = normalize_location(spec.get("location"), VMSS)
+    sku = spec.get("sku") or {}
+    if not sku.get("name"):
+        raise invalid_parameter("Required parameter 'sku' is missing (null).", "sku")
+    quotas.check_size(sku["name"], location)
+    size = quotas.canonical_size(sku["name"])
+    props = spec.get("properties") or {}
+    mode = props.get("orchestrationMode") or "Uniform"
+    if mode not in ("Uniform", "Flexible"):
+        raise invalid_parameter(f"The value '{mode}' of parameter 'orchestrationMode' is not valid.",
+                                "orchestrationMode")
+    flexible = mode == "Flexible"
+    capacity = sku.get("capacity", 0 if flexible else None)
+    single_pg = props.get("singlePlacementGroup", not flexible)
+    maximum = 100 if (single_pg and not flexible) else 1000
+    if not isinstance(capacity, int) or not 0 <= capacity <= maximum:
+        raise invalid_parameter(f"The value {capacity} of parameter 'sku.capacity' is out of range. The value must "
+                                f"be between 0 and {maximum}, inclusive.", "sku.capacity")
+    zones = spec.get("zones") or []
+    if any(z not in ("1", "2", "3") for z in zones):
+        raise invalid_parameter(f"The zones '{','.join(zones)}' are not valid for location '{location}'. "
+                                "Valid zones are 1, 2, 3.", "zones")
+    _validate_profile(app, rid, spec, location, flexible)
+    with app.store.lock:
+        old = app.store.get(rid)
+        if old is None and patch:
+            raise not_found(VMSS, name, rg)
+        if old:
+            _check_immutable(old, spec, location, mode, zones, rg, name)
+            if old["body"]["properties"]["provisioningState"] == "Deleting":
+                raise ArmError(409, "OperationNotAllowed", f"Operation is not allowed since the Virtual Machine "
+                                                           f"Scale Set '{name}' is being deleted.")
+        family, cpus, _ = quotas.size_info(size)
+        current = len([i for i in instances_of(app, old)]) if old else 0
+        old_size = old["x"]["size"] if old else size
+        grow = max(0, capacity - current)
+        if old and quotas.size_info(old_size) != quotas.size_info(size):
+            ofam, ocpus, _ = quotas.size_info(old_size)
+            keep = min(current, capacity)
+            add = {family: (keep + grow) * cpus - (keep * ocpus if ofam == family else 0)}
+            quotas.check(app, location, add, regional=keep * (cpus - ocpus) + grow * cpus)
+        elif grow:
+            quotas.check(app, location, {family: grow * cpus})
+        body = _vmss_body(app, rid if not old else old["body"]["id"], spec, location, size, capacity, mode, zones,
+                          single_pg, old)
+        x = old["x"] if old else {"model_version": 1, "next_id": 0, "client_id": new_guid()}
+        x["spec"] = deep(spec)
+        x["size"] = size
+        x["model"] = _normalize_profile(get_path(spec, "properties.virtualMachineProfile"))
+        model_changed = bool(old) and _model_signature(old["x"]["spec"]) != _model_signature(spec)
+        if model_changed:
+            x["model_version"] += 1
+        rec = app.store.put(body, x)
+        existing = sorted(instances_of(app, rec), key=lambda r: r["x"]["seq"])
+        live = [r for r in existing if r["body"]["properties"]["provisioningState"] != "Deleting"]
+        created, deleted, upgrade = [], [], []
+        if capacity > len(live):
+            created = [_new_instance(app, rec) for _ in range(capacity - len(live))]
+        elif capacity < len(live):
+            deleted = _scale_in_victims(rec, live, len(live) - capacity)
+            for v in deleted:
+                v["body"]["properties"]["provisioningState"] = "Deleting"
+        policy = get_path(body, "properties.upgradePolicy.mode", "Manual")
+        if model_changed and not flexible and policy in ("Automatic", "Rolling"):
+            upgrade = [r["body"]["id"] for r in live if r not in deleted and r["body"]["id"] not in created]
+        app.store.touch()
+    op = app.lro.start(req, NS, location, "vmss_provision",
+                       {"vmss": rec["body"]["id"], "create": created, "delete": [d["body"]["id"] for d in deleted],
+                        "upgrade": upgrade, "rolling": policy == "Rolling"}, rec["body"]["id"])
+    view = render_vmss(app, rec)
+    return Response(200 if old else 201, view, app.lro.headers(op, location=False))
+
+
+def _check_immutable(old, spec, location, mode, zones, rg, name):
+    ob = old["body"]
+    if ob["location"] != location:
+        raise ArmError(400, "InvalidResourceLocation",
+                       f"The resource '{name}' already exists in location '{ob['location']}' in resource group "
+                       f"'{rg}'. A resource with the same name cannot be created in location '{location}'. Please "
+                       "select a new resource name.")
+
+    def immutable(prop, before, after):
+        if before != after:
+            raise ArmError(400, "PropertyChangeNotAllowed", f"Changing property '{prop}' is not allowed.",
+                           target=prop)
+    immutable("orchestrationMode", ob["properties"].get("orchestrationMode", "Uniform"), mode)
+    immutable("zones", sorted(ob.get("zones") or []), sorted(zones))
+    old_os = get_path(old["x"]["spec"], "properties.virtualMachineProfile.osProfile") or {}
+    new_os = get_path(spec, "properties.virtualMachineProfile.osProfile") or {}
+    for key in ("computerNamePrefix", "adminUsername"):
+        if old_os.get(key) is not None:
+            immutable(f"osProfile.{key}", old_os.get(key), new_os.get(key))
+    immutable("platformFaultDomainCount", get_path(old["x"]["spec"], "properties.platformFaultDomainCount"),
+              get_path(spec, "properties.platformFaultDomainCount"))
+
+
+def _vmss_body(app, rid, spec, location, size, capacity, mode, zones, single_pg, old) -> dict:
+    props = spec.get("properties") or {}
+    name = rid.rsplit("/", 1)[1]
+    upgrade = deep(props.get("upgradePolicy") or {"mode": "Manual"})
+    upgrade.setdefault("mode", "Manual")
+    if upgrade["mode"] == "Rolling" or "rollingUpgradePolicy" in upgrade:
+        rp = upgrade.setdefault("rollingUpgradePolicy", {})
+        for k, v in (("maxBatchInstancePercent", 20), ("maxUnhealthyInstancePercent", 20),
+                     ("maxUnhealthyUpgradedInstancePercent", 20), ("pauseTimeBetweenBatches", "PT0S")):
+            rp.setdefault(k, v)
+    out_props = {"singlePlacementGroup": single_pg, "orchestrationMode": mode, "upgradePolicy": upgrade}
+    profile = _normalize_profile(props.get("virtualMachineProfile"))
+    if profile is not None:
+        out_props["virtualMachineProfile"] = strip_secrets(profile)
+        out_props["virtualMachineProfile"]["timeCreated"] = old["body"]["properties"].get("timeCreated") if old \
+            else now_iso()
+    out_props.update({"provisioningState": "Creating" if old is None else "Updating",
+                      "overprovision": props.get("overprovision", mode == "Uniform"),
+                      "doNotRunExtensionsOnOverprovisionedVMs": props.get("doNotRunExtensionsOnOverprovisionedVMs",
+                                                                          False),
+                      "uniqueId": old["body"]["properties"]["uniqueId"] if old else new_guid(),
+                      "platformFaultDomainCount": props.get("platformFaultDomainCount", 1 if mode == "Flexible" else 5),
+                      "timeCreated": old["body"]["properties"]["timeCreated"] if old else now_iso()})
+    for key in ("scaleInPolicy", "automaticRepairsPolicy", "additionalCapabilities", "proximityPlacementGroup",
+                "zoneBalance", "hostGroup"):
+        if key in props:
+            out_props[key] = deep(props[key])
+    body = {"name": name, "id": rid, "type": VMSS, "location": location,
+            "sku": {"name": size, "tier": (spec.get("sku") or {}).get("tier", "Standard"), "capacity": capacity},
+            "etag": f'"{int(old["body"]["etag"].strip(chr(34))) + 1 if old else 1}"', "properties": out_props}
+    if spec.get("tags") is not None:
+        body["tags"] = deep(spec["tags"])
+    if zones:
+        body["zones"] = list(zones)
+    ident = spec.get("identity")
+    if ident and "SystemAssigned" in (ident.get("type") or ""):
+        prev = (old["body"].get("identity") or {}) if old else {}
+        body["identity"] = {"type": ident["type"], "principalId": prev.get("principalId") or new_guid(),
+                            "tenantId": app.identity["tenant_id"]}
+        if ident.get("userAssignedIdentities"):
+            body["identity"]["userAssignedIdentities"] = {
+                k: {"principalId": new_guid(), "clientId": new_guid()} for k in ident["userAssignedIdentities"]}
+    elif ident and ident.get("type") == "UserAssigned":
+        body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {
+            k: {"principalId": new_guid(), "clientId": new_guid()} for k in ident.get("userAssignedIdentities") or {}}}
+    return body
+
+
+def render_vmss(app, rec) -> dict:
+    return deep(rec["body"])
+
+
+def _scale_in_victims(vrec, live: list, count: int) -> list:
+    protected = [r for r in live if get_path(r["body"], "properties.protectionPolicy.protectFromScaleIn")]
+    candidates = [r for r in live if r not in protected]
+    if len(candidates) < count:
+        raise ArmError(409, "OperationNotAllowed",
+                       f"Scale-in of {count} instance(s) is not possible: only {len(candidates)} instance(s) are not "
+                       "protected from scale-in.")
+    rule = (get_path(vrec["body"], "properties.scaleInPolicy.rules") or ["Default"])[0]
+    victims = []
+    pool = list(candidates)
+    for _ in range(count):
+        if rule == "OldestVM":
+            pick = min(pool, key=lambda r: r["x"]["seq"])
+        else:  # Default: balance zones, then highest instance id; NewestVM: highest id
+            by_zone = {}
+            for r in pool + [p for p in protected]:
+                by_zone.setdefault(r["x"].get("zone") or "", []).append(r)
+            zone = max(by_zone, key=lambda z: (len(by_zone[z]), z)) if rule == "Default" else None
+            choices = [r for r in pool if zone is None or (r["x"].get("zone") or "") == zone] or pool
+            pick = max(choices, key=lambda r: r["x"]["seq"])
+        pool.remove(pick)
+        protected = [p for p in protected]
+        victims.append(pick)
+    return victims
+
+
+def _new_instance(app, vrec) -> str:
+    """Create one instance record (Creating), its NIC and private IP. Returns its id."""
+    x = vrec["x"]
+    seq = x["next_id"]
+    x["next_id"] += 1
+    b = vrec["body"]
+    model = x["model"] or {}
+    flexible = b["properties"]["orchestrationMode"] == "Flexible"
+    name = b["name"]
+    zones = b.get("zones") or []
+    zone = zones[seq % len(zones)] if zones else None
+    rg = b["id"].split("/")[4]
+    digest = hashlib.sha256(f"{b['id']}/{seq}".encode()).hexdigest()
+    prefix = get_path(model, "osProfile.computerNamePrefix") or name[:9]
+    if flexible:
+        vm_name = f"{name}_{digest[:8]}"
+        rid = f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/{VM}/{vm_name}"
+        computer = f"{prefix}{digest[8:14]}"
+        rtype = VM
+    else:
+        vm_name = f"{name}_{seq}"
+        rid = f"{b['id']}/virtualMachines/{seq}"
+        computer = prefix + _base36(seq).rjust(6, "0")
+        rtype = VMSS_VM
+    cfg, subnet_id, nsg = _primary_subnet(model)
+    cfg_name = cfg.get("name") or "nic"
+    ipc_name = (get_path(cfg, "properties.ipConfigurations") or [{}])[0].get("name") or "ipconfig1"
+    if flexible:
+        nic_id = f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/" \
+                 f"{vm_name}-{cfg_name}"
+        nic_type = network.NIC
+    else:
+        nic_id = f"{rid}/networkInterfaces/{cfg_name}"
+        nic_type = network.VMSS_NIC
+    ip, prefix_net = network.allocate_ip(app, subnet_id, f"{nic_id}/ipConfigurations/{ipc_name}")
+    mac = "00-0D-3A-" + "-".join(digest[i:i + 2].upper() for i in (14, 16, 18))
+    subnet_rec = app.store.get(subnet_id)
+    nic = network.nic_body(app, nic_id, nic_type, ipc_name, ip, subnet_rec["body"]["id"], rid, nsg,
+                           b["location"] if flexible else None, mac, cfg.get("properties") or {})
+    app.store.put(nic, {})
+    os_disk = f"{vm_name}_OsDisk_1_{digest[20:52]}"
+    vx = {"seq": seq, "vmss_id": b["id"], "model_version": x["model_version"], "model": deep(model),
+          "size": x["size"], "ip": ip, "subnet_id": subnet_rec["body"]["id"], "subnet_prefix": prefix_net,
+          "nic_id": nic_id, "power": "running", "computer_name": computer, "zone": zone,
+          "vm_id": str(uuid.UUID(digest[:32])), "os_disk": os_disk, "created": now_iso()}
+    body = {"name": vm_name, "id": rid, "type": rtype, "location": b["location"],
+            "properties": {"provisioningState": "Creating"}}
+    if b.get("tags"):
+        body["tags"] = deep(b["tags"])
+    if zone:
+        body["zones"] = [zone]
+    if not flexible:
+        body["instanceId"] = str(seq)
+        body["sku"] = {"name": x["size"], "tier": "Standard"}
+        body["etag"] = '"1"'
+    app.store.put(body, vx)
+    return rid
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+# -- instance rendering ----------------------------------------------------------------------------
+def _vmss_of(app, rec):
+    return app.store.get(rec["x"]["vmss_id"]) if rec["x"].get("vmss_id") else None
+
+
+def render_vm(app, rec, instance_view=False, user_data=False) -> dict:
+    b = deep(rec["body"])
+    x = rec["x"]
+    vrec = _vmss_of(app, rec)
+    model = x["model"] or {}
+    image = deep(get_path(model, "storageProfile.imageReference") or {})
+    if image and "id" not in image:
+        image["exactVersion"] = "0.20240701.1" if image.get("version") == "latest" else image.get("version")
+    os_disk = get_path(model, "storageProfile.osDisk") or {}
+    rg = b["id"].split("/")[4]
+    storage = {"imageReference": image,
+               "osDisk": {"osType": "Linux", "name": x["os_disk"], "createOption": "FromImage",
+                          "caching": os_disk.get("caching", "ReadWrite"),
+                          "managedDisk": {"storageAccountType": get_path(os_disk, "managedDisk.storageAccountType",
+                                                                         "Standard_LRS"),
+                                          "id": f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/"
+                                                f"Microsoft.Compute/disks/{x['os_disk']}"},
+                          "diskSizeGB": os_disk.get("diskSizeGB", 30), "deleteOption": "Delete"},
+               "dataDisks": []}
+    osp = strip_secrets(deep(model.get("osProfile") or {}))
+    osp.pop("computerNamePrefix", None)
+    osp = {"computerName": x["computer_name"], **osp}
+    props = b["properties"]
+    if b["type"] == VMSS_VM:
+        latest = bool(vrec) and x["model_version"] == vrec["x"]["model_version"]
+        new_props = {"latestModelApplied": latest, "modelDefinitionApplied": "VirtualMachineScaleSet"}
+        if instance_view:
+            new_props["instanceView"] = instance_view_body(app, rec)
+        new_props.update({
+            "networkProfileConfiguration": {"networkInterfaceConfigurations": deep(
+                get_path(model, "networkProfile.networkInterfaceConfigurations") or [])},
+            "vmId": x["vm_id"], "hardwareProfile": {}, "storageProfile": storage, "osProfile": osp,
+            "networkProfile": {"networkInterfaces": [{"id": x["nic_id"]}]},
+            "provisioningState": props["provisioningState"], "timeCreated": x["created"]})
+        if "protectionPolicy" in props:
+            new_props["protectionPolicy"] = props["protectionPolicy"]
+    else:
+        new_props = {"vmId": x["vm_id"], "hardwareProfile": {"vmSize": x["size"]}, "storageProfile": storage,
+                     "osProfile": osp,
+                     "networkProfile": {"networkInterfaces": [{"id": x["nic_id"], "properties": {"primary": True,
+                                                               "deleteOption": "Delete"}}]},
+                     "provisioningState": props["provisioningState"], "timeCreated": x["created"]}
+        if vrec:
+            new_props["virtualMachineScaleSet"] = {"id": vrec["body"]["id"]}
+        if instance_view:
+            new_props["instanceView"] = instance_view_body(app, rec)
+        ident = (vrec["body"].get("identity") if vrec else None)
+        if ident:
+            b["identity"] = deep(ident)
+    if user_data and model.get("userData"):
+        new_props["userData"] = model["userData"]
+    b["properties"] = new_props
+    return b
+
+
+def power_state(app, rec) -> str:
+    try:
+        state = app.backend.instance_power_state(instance_dict(app, rec))
+    except Exception:  # noqa: BLE001 - a broken backend must not break reads
+        state = None
+    return state or rec["x"]["power"]
+
+
+def instance_view_body(app, rec) -> dict:
+    x = rec["x"]
+    prov = rec["body"]["properties"]["provisioningState"]
+    power = power_state(app, rec)
+    display = {"running": "VM running", "stopped": "VM stopped", "deallocated": "VM deallocated",
+               "starting": "VM starting", "stopping": "VM stopping", "deallocating": "VM deallocating"}
+    statuses = [{"code": f"ProvisioningState/{prov.lower()}", "level": "Info" if prov != "Failed" else "Error",
+                 "displayStatus": f"Provisioning {prov.lower()}", "time": x.get("changed", x["created"])}]
+    if prov != "Creating":
+        statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": display.get(power, power)})
+    return {"platformUpdateDomain": x["seq"] % 5, "platformFaultDomain": x["seq"] % 5,
+            "computerName": x["computer_name"], "osName": "debian", "osVersion": "12",
+            "vmAgent": {"vmAgentVersion": "2.9.1.1" if power == "running" else "Unknown",
+                        "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
+                                      "message": "Guest Agent is running", "time": now_iso()}],
+                        "extensionHandlers": []},
+            "disks": [{"name": x["os_disk"], "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info",
+                                                            "displayStatus": "Provisioning succeeded",
+                                                            "time": x["created"]}]}],
+            "hyperVGeneration": "V2", "statuses": statuses}
+
+
+def imds_document(app, rec) -> dict:
+    x = rec["x"]
+    b = rec["body"]
+    vrec = _vmss_of(app, rec)
+    model = x["model"] or {}
+    image = get_path(model, "storageProfile.imageReference") or {}
+    osp = model.get("osProfile") or {}
+    keys = get_path(osp, "linuxConfiguration.ssh.publicKeys") or []
+    tags = b.get("tags") or {}
+    rg = b["id"].split("/")[4]
+    net = ipaddress.ip_network(x["subnet_prefix"])
+    vm_resource = b["id"] if b["type"] == VM else \
+        f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{b['name']}"
+    compute = {
+        "azEnvironment": "AzurePublicCloud", "customData": "", "evictionPolicy": "",
+        "extendedLocation": {"type": "", "name": ""}, "isHostCompatibilityLayerVm": "false", "licenseType": "",
+        "location": b["location"], "name": b["name"], "offer": image.get("offer", ""),
+        "osProfile": {"adminUsername": osp.get("adminUsername", ""), "computerName": x["computer_name"],
+                      "disablePasswordAuthentication": str(
+                          get_path(osp, "linuxConfiguration.disablePasswordAuthentication", True)).lower()},
+        "osType": "Linux", "placementGroupId": vrec["body"]["properties"]["uniqueId"] if vrec else "",
+        "plan": {"name": "", "product": "", "publisher": ""}, "platformFaultDomain": str(x["seq"] % 5),
+        "platformSubFaultDomain": "", "platformUpdateDomain": str(x["seq"] % 5), "priority": "",
+        "provider": "Microsoft.Compute", "publicKeys": [{"keyData": k.get("keyData", ""), "path": k.get("path", "")}
+                                                       for k in keys],
+        "publisher": image.get("publisher", ""), "resourceGroupName": rg, "resourceId": vm_resource,
+        "securityProfile": {"secureBootEnabled": "false", "virtualTpmEnabled": "false", "encryptionAtHost": "false"},
+        "hostGroup": {"id": ""}, "sku": image.get("sku", ""),
+        "storageProfile": {"dataDisks": [], "imageReference": {"id": image.get("id", ""),
+                                                               "offer": image.get("offer", ""),
+                                                               "publisher": image.get("publisher", ""),
+                                                               "sku": image.get("sku", ""),
+                                                               "version": image.get("version", "")},
+                           "osDisk": {"caching": "ReadWrite", "createOption": "FromImage", "diskSizeGB": "30",
+                                      "diffDiskSettings": {"option": ""},
+                                      "encryptionSettings": {"enabled": "false"}, "image": {"uri": ""},
+                                      "managedDisk": {"id": f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/"
+                                                            f"Microsoft.Compute/disks/{x['os_disk']}",
+                                                      "storageAccountType": "Standard_LRS"},
+                                      "name": x["os_disk"], "osType": "Linux", "vhd": {"uri": ""},
+                                      "writeAcceleratorEnabled": "false"},
+                           "resourceDisk": {"size": "0"}},
+        "subscriptionId": app.sub, "tags": ";".join(f"{k}:{v}" for k, v in tags.items()),
+        "tagsList": [{"name": k, "value": v} for k, v in tags.items()], "userData": model.get("userData", ""),
+        "version": "0.20240701.1", "virtualMachineScaleSet": {"id": vrec["body"]["id"] if vrec else ""},
+        "vmId": x["vm_id"], "vmScaleSetName": vrec["body"]["name"] if vrec else "", "vmSize": x["size"],
+        "zone": x.get("zone") or "", "additionalCapabilities": {"hibernationEnabled": "false"}}
+    mac = app.store.get(x["nic_id"])
+    network_doc = {"interface": [{
+        "ipv4": {"ipAddress": [{"privateIpAddress": x["ip"], "publicIpAddress": ""}],
+                 "subnet": [{"address": str(net.network_address), "prefix": str(net.prefixlen)}]},
+        "ipv6": {"ipAddress": []},
+        "macAddress": (mac["body"]["properties"]["macAddress"] if mac else "").replace("-", "")}]}
+    return {"compute": compute, "network": network_doc}
+
+
+def instance_dict(app, rec) -> dict:
+    x = rec["x"]
+    b = rec["body"]
+    vrec = _vmss_of(app, rec)
+    ident = (vrec["body"].get("identity") or {}) if vrec else {}
+    return {"id": b["id"], "vmss_id": vrec["body"]["id"] if vrec else None,
+            "vmss_name": vrec["body"]["name"] if vrec else None, "resource_group": b["id"].split("/")[4],
+            "subscription_id": app.sub, "location": b["location"], "zone": x.get("zone"), "vm_size": x["size"],
+            "instance_id": b.get("instanceId", b["name"]), "computer_name": x["computer_name"],
+            "private_ip": x["ip"], "subnet_prefix": x["subnet_prefix"],
+            "network_id": x["subnet_id"].rsplit("/subnets/", 1)[0],
+            "custom_data": get_path(x["model"] or {}, "osProfile.customData"), "tags": deep(b.get("tags") or {}),
+            "principal_id": ident.get("principalId"), "imds": imds_document(app, rec)}
+
+
+def all_instance_dicts(app) -> list:
+    return [instance_dict(app, r) for t in (VMSS_VM, VM) for r in app.store.of_type(t)]
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+def _parallel(app, fn, items) -> None:
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, app.config.backend_parallelism)) as pool:
+        list(pool.map(fn, items))
+
+
+def _set_state(app, rec, state: str, power: str | None = None) -> None:
+    with app.store.lock:
+        rec["body"]["properties"]["provisioningState"] = state
+        rec["x"]["changed"] = now_iso()
+        if power:
+            rec["x"]["power"] = power
+        app.store.touch()
+
+
+def _remove_instance(app, rec) -> None:
+    x = rec["x"]
+    network.release_ip(app, x["subnet_id"], x["ip"])
+    app.store.delete(x["nic_id"])
+    app.store.delete(rec["body"]["id"])
+
+
+@job("vmss_provision")
+def vmss_provision(app, op, vmss, create=(), delete=(), upgrade=(), rolling=False):
+    time.sleep(app.config.provisioning_seconds)
+    failures = []
+
+    def do_create(rid):
+        rec = app.store.get(rid)
+        if rec is None or rec["body"]["properties"]["provisioningState"] != "Creating":
+            return
+        try:
+            app.backend.instance_created(instance_dict(app, rec))
+            _set_state(app, rec, "Succeeded", "running")
+        except Exception as exc:  # noqa: BLE001
+            _set_state(app, rec, "Failed")
+            failures.append(f"{rec['body']['name']}: {exc}")
+
+    def do_delete(rid):
+        rec = app.store.get(rid)
+        if rec is None:
+            return
+        app.backend.instance_deleted(instance_dict(app, rec))
+        _remove_instance(app, rec)
+
+    _parallel(app, do_delete, list(delete))
+    _parallel(app, do_create, list(create))
+    vrec = app.store.get(vmss)
+    if vrec is not None and upgrade:
+        _upgrade(app, vrec, list(upgrade), rolling)
+    if vrec is not None:
+        _set_state(app, vrec, "Failed" if failures else "Succeeded")
+    if failures:
+        raise ArmError(200, "OSProvisioningClientError", "Provisioning of instances failed: " + "; ".join(failures))
+
+
+def _apply_model(app, vrec, rec) -> None:
+    """Bring one instance to the scale set's latest model (reimage if the image changed, restart on resize)."""
+    old_image = get_path(rec["x"]["model"] or {}, "storageProfile.imageReference")
+    old_size = rec["x"]["size"]
+    with app.store.lock:
+        rec["x"]["model"] = deep(vrec["x"]["model"])
+        rec["x"]["model_version"] = vrec["x"]["model_version"]
+        rec["x"]["size"] = vrec["x"]["size"]
+        if "sku" in rec["body"]:
+            rec["body"]["sku"]["name"] = vrec["x"]["size"]
+        app.store.touch()
+    _set_state(app, rec, "Updating")
+    if old_image != get_path(rec["x"]["model"] or {}, "storageProfile.imageReference"):
+        app.backend.instance_reimaged(instance_dict(app, rec))
+    elif old_size != rec["x"]["size"]:
+        app.backend.instance_restarted(instance_dict(app, rec))
+    _set_state(app, rec, "Succeeded", "running")
+
+
+def _upgrade(app, vrec, ids, rolling: bool, reimage: bool = False) -> None:
+    recs = [r for r in (app.store.get(i) for i in ids) if r is not None]
+
+    def one(rec):
+        if reimage:
+            _apply_model(app, vrec, rec)
+            _set_state(app, rec, "Updating")
+            app.backend.instance_reimaged(instance_dict(app, rec))
+            _set_state(app, rec, "Succeeded", "running")
+        else:
+            _apply_model(app, vrec, rec)
+    if not rolling:
+        _parallel(app, one, recs)
+        return
+    policy = get_path(vrec["body"], "properties.upgradePolicy.rollingUpgradePolicy") or {}
+    batch = max(1, math.ceil(len(recs) * policy.get("maxBatchInstancePercent", 20) / 100))
+    status = {"policy": deep(policy), "runningStatus": {"code": "RollingForward", "startTime": now_iso(),
+                                                        "lastAction": "Start", "lastActionTime": now_iso()},
+              "progress": {"successfulInstanceCount": 0, "failedInstanceCount": 0,
+                           "inProgressInstanceCount": 0, "pendingInstanceCount": len(recs)}}
+    vrec["x"]["rolling"] = status
+    vrec["x"]["rolling_cancel"] = False
+    for i in range(0, len(recs), batch):
+        if vrec["x"].get("rolling_cancel"):
+            status["runningStatus"].update({"code": "Cancelled", "lastAction": "Cancel",
+                                            "lastActionTime": now_iso(), "endTime": now_iso()})
+            return
+        chunk = recs[i:i + batch]
+        status["progress"]["inProgressInstanceCount"] = len(chunk)
+        status["progress"]["pendingInstanceCount"] -= len(chunk)
+        _parallel(app, one, chunk)
+        status["progress"]["inProgressInstanceCount"] = 0
+        status["progress"]["successfulInstanceCount"] += len(chunk)
+        app.store.touch()
+    status["runningStatus"].update({"code": "Completed", "endTime": now_iso()})
+    app.store.touch()
+
+
+def _instance_action(app, rec, action: str) -> None:
+    inst = instance_dict(app, rec)
+    if action in ("restart", "redeploy"):
+        _set_state(app, rec, "Updating")
+        app.backend.instance_restarted(inst)
+        _set_state(app, rec, "Succeeded", "running")
+    elif action in ("reimage", "reimageall"):
+        _set_state(app, rec, "Updating")
+        app.backend.instance_reimaged(inst)
+        _set_state(app, rec, "Succeeded", "running")
+    elif action == "start":
+        was = rec["x"]["power"]
+        if was != "running":
+            if was == "deallocated":
+                app.backend.instance_created(inst)
+            else:
+                app.backend.instance_restarted(inst)
+        _set_state(app, rec, "Succeeded", "running")
+    elif action == "poweroff":
+        _set_state(app, rec, "Succeeded", "stopped")
+    elif action == "deallocate":
+        app.backend.instance_deleted(inst)
+        _set_state(app, rec, "Succeeded", "deallocated")
+    elif action == "delete":
+        app.backend.instance_deleted(inst)
+        _remove_instance(app, rec)
+
+
+@job("instance_action")
+def instance_action_job(app, op, ids, action, vmss=None):
+    time.sleep(min(app.config.provisioning_seconds, 0.5))
+    if action == "manualupgrade":
+        vrec = app.store.get(vmss)
+        _upgrade(app, vrec, ids, rolling=False)
+        return None
+    if action in ("osrollingupgrade", "extensionrollingupgrade"):
+        vrec = app.store.get(vmss)
+        _upgrade(app, vrec, ids, rolling=True, reimage=action == "osrollingupgrade")
+        return None
+    recs = [r for r in (app.store.get(i) for i in ids) if r is not None]
+    _parallel(app, lambda r: _instance_action(app, r, action), recs)
+    if action == "delete" and vmss:
+        vrec = app.store.get(vmss)
+        if vrec:
+            with app.store.lock:
+                vrec["body"]["sku"]["capacity"] = len(instances_of(app, vrec))
+                vrec["x"]["spec"].setdefault("sku", {})["capacity"] = vrec["body"]["sku"]["capacity"]
+                app.store.touch()
+    return None
+
+
+@job("vmss_delete")
+def vmss_delete_job(app, op, vmss):
+    time.sleep(min(app.config.provisioning_seconds, 0.5))
+    delete_vmss_now(app, vmss)
+
+
+def delete_vmss_now(app, rid) -> None:
+    vrec = app.store.get(rid)
+    if vrec is None:
+        return
+
+    def one(rec):
+        app.backend.instance_deleted(instance_dict(app, rec))
+        _remove_instance(app, rec)
+    _parallel(app, one, instances_of(app, vrec))
+    app.store.delete(rid)
+
+
+def purge_under(app, prefix: str) -> None:
+    for rec in app.store.of_type(VMSS, prefix):
+        delete_vmss_now(app, rec["body"]["id"])
+    for rec in app.store.of_type(VM, prefix):
+        app.backend.instance_deleted(instance_dict(app, rec))
+        _remove_instance(app, rec)
+
+
+# -- scale set routes ------------------------------------------------------------------------------
+@route("GET", C)
+def get_vmss(app, req, sub, rg, vmss):
+    return Response(200, render_vmss(app, get_vmss_rec(app, rg, vmss)))
+
+
+@route("DELETE", C)
+def delete_vmss(app, req, sub, rg, vmss):
+    rec = app.store.get(vmss_id(app, rg, vmss))
+    if rec is None:
+        return Response(204)
+    _set_state(app, rec, "Deleting")
+    op = app.lro.start(req, NS, rec["body"]["location"], "vmss_delete", {"vmss": rec["body"]["id"]},
+                       rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+@route("GET", RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets")
+def list_vmss(app, req, sub, rg):
+    require_rg(app, rg)
+    prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
+    return Response(200, paged(req, [render_vmss(app, r) for r in app.store.of_type(VMSS, prefix)],
+                               app.config.page_size))
+
+
+@route("GET", SUB + r"/providers/Microsoft\.Compute/virtualMachineScaleSets")
+def list_all_vmss(app, req, sub):
+    return Response(200, paged(req, [render_vmss(app, r) for r in app.store.of_type(VMSS)], app.config.page_size))
+
+
+@route("GET", C + r"/instanceView")
+def vmss_instance_view(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    counts = {}
+    for r in instances_of(app, vrec):
+        code = f"ProvisioningState/{r['body']['properties']['provisioningState'].lower()}"
+        counts[code] = counts.get(code, 0) + 1
+        pcode = f"PowerState/{power_state(app, r)}"
+        counts[pcode] = counts.get(pcode, 0) + 1
+    state = vrec["body"]["properties"]["provisioningState"]
+    return Response(200, {"virtualMachine": {"statusesSummary": [{"code": k, "count": v} for k, v in counts.items()]},
+                          "extensions": [], "orchestrationServices": [],
+                          "statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",
+                                        "displayStatus": f"Provisioning {state.lower()}",
+                                        "time": vrec["body"]["properties"]["timeCreated"]}]})
+
+
+@route("GET", C + r"/skus")
+def vmss_skus(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    loc = vrec["body"]["location"]
+    return Response(200, {"value": [
+        {"resourceType": VMSS, "sku": {"name": n, "tier": "Standard"},
+         "capacity": {"minimum": 0, "maximum": 1000, "defaultCapacity": 0, "scaleType": "Automatic"}}
+        for n in quotas.SIZES if n not in quotas.RESTRICTED.get(loc, ())]})
+
+
+@route("GET", C + r"/rollingUpgrades/latest")
+def rolling_latest(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    status = vrec["x"].get("rolling")
+    if not status:
+        raise entity_not_found()
+    return Response(200, {"type": VMSS + "/rollingUpgrades", "location": vrec["body"]["location"],
+                          "properties": deep(status)})
+
+
+@route("POST", C + r"/rollingUpgrades/cancel")
+def rolling_cancel(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    if not vrec["x"].get("rolling") or vrec["x"]["rolling"]["runningStatus"]["code"] != "RollingForward":
+        raise ArmError(409, "OperationNotAllowed", "There is no ongoing Rolling Upgrade to cancel.")
+    vrec["x"]["rolling_cancel"] = True
+    op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action", {"ids": [], "action": "noop"})
+    return app.lro.accepted(op)
+
+
+@route("POST", C + r"/(?P<action>restart|reimage|reimageall|start|poweroff|deallocate|redeploy|delete|manualupgrade|"
+                   r"osrollingupgrade|extensionrollingupgrade)")
+def vmss_action(app, req, sub, rg, vmss, action):
+    action = action.lower()
+    vrec = get_vmss_rec(app, rg, vmss)
+    requested = (req.body or {}).get("instanceIds")
+    flexible = vrec["body"]["properties"].get("orchestrationMode") == "Flexible"
+    members = {(r["body"].get("instanceId") or r["body"]["name"]).lower(): r for r in instances_of(app, vrec)}
+    if action in ("delete", "manualupgrade") and not requested:
+        raise invalid_parameter("Required parameter 'instanceIds' is missing (null).", "instanceIds")
+    if requested is None:
+        chosen = list(members.values())
+    else:
+        chosen = []
+        for iid in requested:
+            if iid == "*":
+                chosen = list(members.values())
+                break
+            if str(iid).lower() not in members:
+                raise invalid_parameter(f"The provided instanceId {iid} is not an active Virtual Machine Scale Set "
+                                        "VM instanceId.", "instanceIds")
+            chosen.append(members[str(iid).lower()])
+    if action not in ("delete",):
+        chosen = [r for r in chosen if not get_path(r["body"], "properties.protectionPolicy.protectFromScaleSetActions")]
+    if action in ("osrollingupgrade", "extensionrollingupgrade") and flexible:
+        _uniform_only(vrec)
+    ids = [r["body"]["id"] for r in chosen]
+    if action == "delete":
+        for r in chosen:
+            _set_state(app, r, "Deleting")
+    op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action",
+                       {"ids": ids, "action": action, "vmss": vrec["body"]["id"]}, vrec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+# -- scale set VM routes ---------------------------------------------------------------------------
+@route("GET", C + r"/virtualMachines")
+def list_vmss_vms(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    _uniform_only(vrec)
+    expand = (req.q("$expand") or "").lower()
+    items = [render_vm(app, r, instance_view="instanceview" in expand) for r in instances_of(app, vrec)]
+    return Response(200, paged(req, items, app.config.page_size))
+
+
+@route("GET", CV)
+def get_vmss_vm(app, req, sub, rg, vmss, iid):
+    rec = get_vm_rec(app, rg, vmss, iid)
+    expand = (req.q("$expand") or "").lower()
+    return Response(200, render_vm(app, rec, "instanceview" in expand, "userdata" in expand))
+
+
+@route("GET", CV + r"/instanceView")
+def get_vmss_vm_view(app, req, sub, rg, vmss, iid):
+    return Response(200, instance_view_body(app, get_vm_rec(app, rg, vmss, iid)))
+
+
+@route("PUT", CV)
+def put_vmss_vm(app, req, sub, rg, vmss, iid):
+    rec = get_vm_rec(app, rg, vmss, iid)
+    body = req.body or {}
+    with app.store.lock:
+        if "tags" in body:
+            rec["body"]["tags"] = body["tags"] or {}
+        policy = get_path(body, "properties.protectionPolicy")
+        if policy is not None:
+            rec["body"]["properties"]["protectionPolicy"] = {
+                "protectFromScaleIn": bool(policy.get("protectFromScaleIn", False)),
+                "protectFromScaleSetActions": bool(policy.get("protectFromScaleSetActions", False))}
+        rec["body"]["etag"] = f'"{int(rec["body"]["etag"].strip(chr(34))) + 1}"'
+        app.store.touch()
+    op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
+                       {"ids": [], "action": "noop"}, rec["body"]["id"])
+    view = render_vm(app, rec)
+    view["properties"]["provisioningState"] = "Updating"
+    return Response(200, view, app.lro.headers(op, location=False))
+
+
+@route("POST", CV + r"/(?P<action>restart|reimage|reimageall|start|poweroff|deallocate|redeploy)")
+def vmss_vm_action(app, req, sub, rg, vmss, iid, action):
+    rec = get_vm_rec(app, rg, vmss, iid)
+    op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
+                       {"ids": [rec["body"]["id"]], "action": action.lower()}, rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+@route("DELETE", CV)
+def delete_vmss_vm(app, req, sub, rg, vmss, iid):
+    vrec = get_vmss_rec(app, rg, vmss)
+    _uniform_only(vrec)
+    rec = app.store.get(vrec["body"]["id"] + "/virtualMachines/" + iid)
+    if rec is None:
+        return Response(204)
+    _set_state(app, rec, "Deleting")
+    op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
+                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": vrec["body"]["id"]}, rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+# -- virtual machines (Flexible scale set members) -------------------------------------------------
+def _get_vm(app, rg, name) -> dict:
+    rec = app.store.get(f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/{VM}/{name}")
+    if rec is None:
+        require_rg(app, rg)
+        raise not_found(VM, name, rg)
+    return rec
+
+
+def _vm_filter(req, recs):
+    flt = req.q("$filter") or ""
+    if "virtualmachinescaleset/id" in flt.lower():
+        wanted = flt.split("eq", 1)[1].strip().strip("'").lower()
+        recs = [r for r in recs if r["x"].get("vmss_id", "").lower() == wanted]
+    return recs
+
+
+@route("GET", RG + r"/providers/Microsoft\.Compute/virtualMachines")
+def list_vms(app, req, sub, rg):
+    require_rg(app, rg)
+    recs = _vm_filter(req, app.store.of_type(VM, f"/subscriptions/{app.sub}/resourceGroups/{rg}"))
+    expand = "instanceview" in (req.q("$expand") or "").lower()
+    return Response(200, paged(req, [render_vm(app, r, expand) for r in recs], app.config.page_size))
+
+
+@route("GET", SUB + r"/providers/Microsoft\.Compute/virtualMachines")
+def list_all_vms(app, req, sub):
+    recs = _vm_filter(req, app.store.of_type(VM))
+    expand = "instanceview" in (req.q("$expand") or "").lower()
+    return Response(200, paged(req, [render_vm(app, r, expand) for r in recs], app.config.page_size))
+
+
+@route("GET", VMR)
+def get_vm(app, req, sub, rg, vm):
+    expand = (req.q("$expand") or "").lower()
+    return Response(200, render_vm(app, _get_vm(app, rg, vm), "instanceview" in expand, "userdata" in expand))
+
+
+@route("GET", VMR + r"/instanceView")
+def get_vm_view(app, req, sub, rg, vm):
+    return Response(200, instance_view_body(app, _get_vm(app, rg, vm)))
+
+
+@route("POST", VMR + r"/(?P<action>restart|reimage|start|poweroff|deallocate|redeploy)")
+def vm_action(app, req, sub, rg, vm, action):
+    rec = _get_vm(app, rg, vm)
+    op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
+                       {"ids": [rec["body"]["id"]], "action": action.lower()}, rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+@route("DELETE", VMR)
+def delete_vm(app, req, sub, rg, vm):
+    rec = app.store.get(f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/{VM}/{vm}")
+    if rec is None:
+        return Response(204)
+    _set_state(app, rec, "Deleting")
+    op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
+                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": rec["x"].get("vmss_id")},
+                       rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+# -- usages and SKUs -------------------------------------------------------------------------------
+@route("GET", SUB + r"/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/usages")
+def usages(app, req, sub, loc):
+    loc = normalize_location(loc, "Microsoft.Compute/locations/usages")
+    return Response(200, quotas.usages_list(app, loc))
+
+
+@route("GET", SUB + r"/providers/Microsoft\.Compute/skus")
+def resource_skus(app, req, sub):
+    flt = req.q("$filter") or ""
+    loc = None
+    if "location" in flt.lower() and "eq" in flt:
+        loc = normalize_location(flt.split("eq", 1)[1].strip().strip("'"), "Microsoft.Compute/skus")
+    return Response(200, quotas.skus_list(loc))

@@ -1,0 +1,197 @@
+"""Microsoft.Resources (subscriptions, resource groups with cascading delete), cloud metadata,
+the token service routes and the operation status endpoints."""
+from __future__ import annotations
+
+from ..errors import ArmError, rg_not_found
+from ..lro import job
+from ..router import RG, SUB, Response, paged, route
+from ..util import LOCATIONS, check_rg_name, deep, normalize_location
+
+RG_TYPE = "Microsoft.Resources/resourceGroups"
+
+
+def rg_id(app, rg: str) -> str:
+    return f"/subscriptions/{app.sub}/resourceGroups/{rg}"
+
+
+def require_rg(app, rg: str) -> dict:
+    rec = app.store.get(rg_id(app, rg))
+    if rec is None or rec["body"]["properties"]["provisioningState"] == "Deleting":
+        raise rg_not_found(rg)
+    return rec
+
+
+# -- cloud metadata and token service -------------------------------------------------------------
+@route("GET", r"/metadata/endpoints", auth=False)
+def metadata_endpoints(app, req):
+    rm = app.base + "/"
+    cloud = {
+        "galleryEndpoint": rm, "graphEndpoint": rm, "graph": rm, "portalEndpoint": rm, "portal": rm,
+        "name": "AzureSandbox", "resourceManager": rm, "microsoftGraphResourceId": rm, "sqlManagement": rm,
+        "authentication": {"loginEndpoint": app.base + "/", "audiences": [rm, rm.rstrip("/")],
+                           "tenant": "common", "identityProvider": "AAD"},
+        "media": rm, "batch": rm, "appInsightsResourceId": rm, "appInsightsTelemetryChannelResourceId": rm,
+        "synapseAnalyticsResourceId": rm, "logAnalyticsResourceId": rm, "ossrDbmsResourceId": rm,
+        "suffixes": {"acrLoginServer": "azurecr.sandbox", "sqlServerHostname": "database.sandbox",
+                     "keyVaultDns": "vault.sandbox", "storage": "core.sandbox", "storageSyncEndpointSuffix": "sandbox"},
+    }
+    # api-version 2015-01-01 (Azure Stack, msrestazure) answers one object; newer versions a list of clouds.
+    version = req.api_version or "2015-01-01"
+    return Response(200, [cloud] if version >= "2019-05-01" else cloud)
+
+
+@route("GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", auth=False)
+def openid_v2(app, req, tenant):
+    return Response(200, app.auth.openid_configuration(tenant, v2=True))
+
+
+@route("GET", r"/(?P<tenant>[^/]+)/\.well-known/openid-configuration", auth=False)
+def openid_v1(app, req, tenant):
+    return Response(200, app.auth.openid_configuration(tenant, v2=False))
+
+
+@route("GET", r"/(?P<tenant>[^/]+)/discovery(?:/v2\.0)?/keys", auth=False)
+def jwks(app, req, tenant):
+    return Response(200, {"keys": []})
+
+
+@route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", auth=False)
+def token_v2(app, req, tenant):
+    return Response(200, app.auth.token_request(tenant, req.raw_body, req.headers, v2=True))
+
+
+@route("POST", r"/(?P<tenant>[^/]+)/oauth2/token", auth=False)
+def token_v1(app, req, tenant):
+    return Response(200, app.auth.token_request(tenant, req.raw_body, req.headers, v2=False))
+
+
+# -- operations ------------------------------------------------------------------------------------
+@route("GET", SUB + r"/providers/(?P<ns>[^/]+)/locations/(?P<loc>[^/]+)/(?:operations|operationResults)/(?P<op>[^/]+)")
+def operation_status(app, req, sub, ns, loc, op):
+    return app.lro.status_response(op, monitor=(req.q("monitor") or "").lower() == "true")
+
+
+@route("GET", SUB + r"/operationresults/(?P<op>[^/]+)")
+def operation_result(app, req, sub, op):
+    return app.lro.status_response(op, monitor=True)
+
+
+# -- subscriptions ---------------------------------------------------------------------------------
+def _subscription(app):
+    return {"id": f"/subscriptions/{app.sub}", "subscriptionId": app.sub, "tenantId": app.identity["tenant_id"],
+            "displayName": "Sandbox subscription", "state": "Enabled",
+            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
+                                     "spendingLimit": "Off"}, "authorizationSource": "RoleBased"}
+
+
+@route("GET", r"/subscriptions")
+def list_subscriptions(app, req):
+    return Response(200, {"value": [_subscription(app)]})
+
+
+@route("GET", SUB)
+def get_subscription(app, req, sub):
+    return Response(200, _subscription(app))
+
+
+@route("GET", SUB + r"/locations")
+def list_locations(app, req, sub):
+    return Response(200, {"value": [{"id": f"/subscriptions/{app.sub}/locations/{k}", "name": k, "displayName": v,
+                                     "regionalDisplayName": v, "metadata": {"regionType": "Physical"}}
+                                    for k, v in LOCATIONS.items()]})
+
+
+# -- resource groups -------------------------------------------------------------------------------
+@route("PUT", RG)
+def put_group(app, req, sub, rg):
+    check_rg_name(rg)
+    body = req.body or {}
+    location = normalize_location(body.get("location"), RG_TYPE)
+    with app.store.lock:
+        rec = app.store.get(rg_id(app, rg))
+        if rec and rec["body"]["properties"]["provisioningState"] == "Deleting":
+            raise ArmError(409, "ResourceGroupBeingDeleted",
+                           f"The resource group '{rg}' is in deprovisioning state and cannot perform this operation.")
+        if rec and rec["body"]["location"] != location:
+            raise ArmError(409, "InvalidResourceGroupLocation",
+                           f"Invalid resource group location '{location}'. The Resource group already exists in "
+                           f"location '{rec['body']['location']}'.")
+        name = rec["body"]["name"] if rec else rg
+        new = {"id": rg_id(app, name), "name": name, "type": RG_TYPE, "location": location,
+               "properties": {"provisioningState": "Succeeded"}}
+        if body.get("tags") is not None:
+            new["tags"] = body["tags"]
+        if body.get("managedBy"):
+            new["managedBy"] = body["managedBy"]
+        app.store.put(new)
+    return Response(200 if rec else 201, deep(new))
+
+
+@route("GET", RG)
+def get_group(app, req, sub, rg):
+    return Response(200, deep(require_rg(app, rg)["body"]))
+
+
+@route("HEAD", RG)
+def head_group(app, req, sub, rg):
+    rec = app.store.get(rg_id(app, rg))
+    return Response(204 if rec else 404)
+
+
+@route("PATCH", RG)
+def patch_group(app, req, sub, rg):
+    rec = require_rg(app, rg)
+    with app.store.lock:
+        body = deep(rec["body"])
+        if "tags" in (req.body or {}):
+            body["tags"] = req.body["tags"] or {}
+        app.store.put(body)
+    return Response(200, deep(body))
+
+
+@route("GET", SUB + r"/resourceGroups")
+def list_groups(app, req, sub):
+    items = [deep(r["body"]) for r in app.store.of_type(RG_TYPE)]
+    return Response(200, paged(req, items, app.config.page_size))
+
+
+@route("GET", RG + r"/resources")
+def list_group_resources(app, req, sub, rg):
+    require_rg(app, rg)
+    prefix = rg_id(app, rg) + "/providers/"
+    items = []
+    for rec in app.store.under(rg_id(app, rg)):
+        b = rec["body"]
+        if b["id"].lower().startswith(prefix.lower()) and b["id"].count("/") == 8 and "location" in b:
+            items.append({k: b[k] for k in ("id", "name", "type", "location", "tags", "sku", "identity", "zones")
+                          if k in b})
+    items.sort(key=lambda b: b["id"].lower())
+    return Response(200, paged(req, items, app.config.page_size))
+
+
+@route("DELETE", RG)
+def delete_group(app, req, sub, rg):
+    rec = app.store.get(rg_id(app, rg))
+    if rec is None:
+        raise rg_not_found(rg)
+    with app.store.lock:
+        rec["body"]["properties"]["provisioningState"] = "Deleting"
+        app.store.touch()
+    op = app.lro.start(req, "Microsoft.Resources", "", "rg_delete", {"rid": rec["body"]["id"]}, rec["body"]["id"])
+    return app.lro.accepted(op)
+
+
+@job("rg_delete")
+def rg_delete_job(app, op, rid):
+    delete_group_now(app, rid)
+
+
+def delete_group_now(app, rid: str) -> None:
+    """Cascade: instances (backend), scale sets, VMs, NICs, networks, NSGs, role assignments, the group."""
+    from . import authorization, compute, network
+    compute.purge_under(app, rid)
+    network.purge_under(app, rid)
+    authorization.purge_under(app, rid)
+    for rec in app.store.under(rid):
+        app.store.delete(rec["body"]["id"])
+    app.store.delete(rid)

@@ -1,0 +1,266 @@
+"""HTTPS server of the ARM emulator: TLS, request parsing, auth, latency, faults, request log.
+
+One ``App`` holds the state (store, auth, LROs, backend) and dispatches every request through
+the single router (``router.py``); resource providers live in ``resources/``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from . import admin, router  # noqa: F401  (admin registers routes)
+from .auth import OWNER, Auth, authorize
+from .backend import InstanceBackend
+from .certs import ensure_certs
+from .errors import ArmError
+from .lro import Lro
+from .resources import authorization, compute, network, resources  # noqa: F401  (register routes)
+from .router import Request, Response
+from .store import Store
+
+LOG = logging.getLogger("sandbox.arm")
+
+
+@dataclass
+class Config:
+    port: int = 0
+    state_dir: str = ""
+    latency_ms: float = 0.0
+    provisioning_seconds: float = 1.5
+    network_seconds: float = 0.0
+    retry_after: float = 1.0
+    page_size: int = 100
+    backend_parallelism: int = 8
+
+
+class App:
+    def __init__(self, config: Config, backend: InstanceBackend | None = None):
+        self.config = config
+        self.initial_latency = config.latency_ms
+        os.makedirs(config.state_dir, exist_ok=True)
+        self.ca_path, self.cert_path, self.key_path = ensure_certs(config.state_dir)
+        self.backend = backend or InstanceBackend()
+        self.store = Store(os.path.join(config.state_dir, "state.json"))
+        self.faults: list[dict] = []
+        self.log: list[dict] = []
+        self.log_lock = threading.Lock()
+        self.fault_lock = threading.Lock()
+        self.lro = Lro(self)
+        self.base = ""
+        self.auth: Auth | None = None
+
+    # set once the port is known
+    def bind(self, port: int) -> None:
+        self.config.port = port
+        self.base = f"https://127.0.0.1:{port}"
+        self.auth = Auth.load(self.config.state_dir, self.base, self.base + "/")
+        self.identity = self.auth.identity
+        self.ensure_owner_assignment()
+        endpoint = {"resource_manager": self.base + "/", "authority": self.base,
+                    "tenant_id": self.identity["tenant_id"], "subscription_id": self.identity["subscription_id"],
+                    "client_id": self.identity["client_id"], "client_secret": self.identity["client_secret"],
+                    "principal_id": self.identity["principal_id"], "ca_path": self.ca_path,
+                    "admin": self.base + "/_sandbox"}
+        tmp = os.path.join(self.config.state_dir, "endpoint.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(endpoint, fh, indent=2)
+        os.replace(tmp, os.path.join(self.config.state_dir, "endpoint.json"))
+        self.lro.resume()
+
+    def ensure_owner_assignment(self) -> None:
+        """The service principal owns the subscription through a real role assignment."""
+        sub = self.identity["subscription_id"]
+        rid = f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments/" \
+              f"{uuid.uuid5(uuid.NAMESPACE_URL, sub + self.identity['principal_id'])}"
+        if not self.store.get(rid):
+            authorization.create_assignment(self, rid, f"/subscriptions/{sub}", OWNER,
+                                            self.identity["principal_id"], "ServicePrincipal")
+
+    @property
+    def sub(self) -> str:
+        return self.identity["subscription_id"]
+
+    # -- request pipeline ---------------------------------------------------------------------------
+    def handle(self, req: Request) -> Response:
+        is_admin = req.path.lower().startswith("/_sandbox")
+        if not is_admin:
+            if self.config.latency_ms:
+                time.sleep(self.config.latency_ms / 1000.0)
+            fault = self._take_fault(req)
+            if fault:
+                return fault
+        try:
+            try:
+                fn, groups, needs_auth = router.match(req.method, req.path)
+            except ValueError:
+                raise ArmError(405, "MethodNotAllowed" if not is_admin else "BadRequest",
+                               f"The requested resource does not support http method '{req.method}'.") from None
+            except LookupError:
+                raise self._no_route(req) from None
+            if needs_auth:
+                req.principal = self.auth.validate(req.headers.get("authorization"))
+                sub = groups.get("sub")
+                if sub and sub.lower() != self.sub.lower():
+                    raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+                assignments = [r["body"] for r in self.store.of_type("Microsoft.Authorization/roleAssignments")]
+                authorize(assignments, req.principal["oid"], req.method, req.path)
+                if req.method in ("PUT", "PATCH", "POST") and req.extra.get("bad_json"):
+                    raise ArmError(400, "InvalidRequestContent",
+                                   "The request content was invalid and could not be deserialized: "
+                                   f"'{req.extra['bad_json']}'.")
+            resp = fn(self, req, **groups)
+            if isinstance(resp, tuple):
+                resp = Response(*resp)
+            return resp
+        except ArmError as exc:
+            return Response(exc.status, exc.body(), dict(exc.headers))
+
+    def _no_route(self, req: Request) -> ArmError:
+        m = re.search(r"/providers/([^/]+)/([^/]+)", req.path)
+        if m and req.path.lower().startswith("/subscriptions/"):
+            return ArmError(404, "InvalidResourceType" if m.group(1).lower() in (
+                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization")
+                else "NoRegisteredProviderFound",
+                f"The resource type '{m.group(2)}' could not be found in the namespace '{m.group(1)}' for api "
+                f"version '{req.api_version}'.")
+        return ArmError(404, "NotFound", f"No HTTP resource was found that matches the request URI "
+                                         f"'{self.base}{req.path}'.")
+
+    def _take_fault(self, req: Request) -> Response | None:
+        with self.fault_lock:
+            for fault in self.faults:
+                if fault["count"] <= 0:
+                    continue
+                if fault.get("method") and fault["method"].upper() not in (req.method, "*"):
+                    continue
+                if fault.get("path") and not re.search(fault["path"], req.path, re.I):
+                    continue
+                fault["count"] -= 1
+                fault["hits"] = fault.get("hits", 0) + 1
+                break
+            else:
+                return None
+        return admin.fault_response(self, fault, req)
+
+    def record(self, req: Request, status: int, started: float) -> None:
+        with self.log_lock:
+            self.log.append({"seq": len(self.log), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                             "method": req.method, "path": req.path, "query": req.query,
+                             "api_version": req.api_version, "status": status,
+                             "principal": (req.principal or {}).get("oid"),
+                             "duration_ms": round((time.time() - started) * 1000, 1)})
+
+    def close(self) -> None:
+        self.lro.drain(timeout=30)
+        self.store.close()
+        self.backend.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+    app: App = None  # set by make_server
+
+    def log_message(self, fmt, *args):  # keep stderr quiet; the request log is the record
+        LOG.debug("%s - %s", self.address_string(), fmt % args)
+
+    def _dispatch(self):
+        started = time.time()
+        app = self.app
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path) or "/"
+        if len(path) > 1:
+            path = path.rstrip("/")
+        query = {k.lower(): v for k, v in parse_qsl(split.query, keep_blank_values=True)}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        req = Request(self.command, path, query, headers, raw_body=raw, base=app.base)
+        if raw and "json" in headers.get("content-type", "application/json"):
+            try:
+                req.body = json.loads(raw)
+            except ValueError as exc:
+                req.extra["bad_json"] = str(exc)
+        try:
+            resp = app.handle(req)
+        except Exception as exc:  # noqa: BLE001 - never answer with an HTML traceback
+            LOG.exception("internal error")
+            resp = Response(500, {"error": {"code": "InternalServerError",
+                                            "message": f"Encountered internal server error. {exc}"}})
+        self._send(req, resp)
+        app.record(req, resp.status, started)
+
+    def _send(self, req: Request, resp: Response):
+        payload = b""
+        hdrs = {"Cache-Control": "no-cache", "Pragma": "no-cache", "Expires": "-1",
+                "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+                "X-Content-Type-Options": "nosniff", "x-ms-request-id": str(uuid.uuid4()),
+                "x-ms-correlation-request-id": req.headers.get("x-ms-correlation-request-id", str(uuid.uuid4())),
+                "x-ms-routing-request-id": "SANDBOX:" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ":" +
+                str(uuid.uuid4())[:8], "Date": formatdate(usegmt=True)}
+        if "x-ms-client-request-id" in req.headers:
+            hdrs["x-ms-client-request-id"] = req.headers["x-ms-client-request-id"]
+        if req.method in ("PUT", "PATCH", "POST"):
+            hdrs["x-ms-ratelimit-remaining-subscription-writes"] = "1199"
+        elif req.method == "DELETE":
+            hdrs["x-ms-ratelimit-remaining-subscription-deletes"] = "14999"
+        else:
+            hdrs["x-ms-ratelimit-remaining-subscription-reads"] = "11999"
+        if resp.body is not None:
+            payload = resp.body if isinstance(resp.body, bytes) else json.dumps(resp.body).encode()
+            hdrs["Content-Type"] = "application/json; charset=utf-8"
+        hdrs.update(resp.headers)
+        hdrs["Content-Length"] = str(len(payload))
+        self.send_response(resp.status)
+        for k, v in hdrs.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if req.method != "HEAD" and payload:
+            self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = _dispatch
+
+
+class TlsThreadingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, context: ssl.SSLContext):
+        self.context = context
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        # TLS handshake in the per-connection thread, so a slow client never blocks accept().
+        request.settimeout(120)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+
+def make_server(app: App, port: int) -> TlsThreadingServer:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(app.cert_path, app.key_path)
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = TlsThreadingServer(("127.0.0.1", port), handler, ctx)
+    app.bind(server.server_address[1])
+    return server

@@ -1,0 +1,182 @@
+"""``ArmEmulator``: start ``python -m sandbox.arm serve`` as a subprocess for tests and tools.
+
+    arm = ArmEmulator(provisioning_seconds=0.2).start()
+    client = ComputeManagementClient(arm.credential(), arm.subscription_id, **arm.client_kwargs())
+    ...
+    arm.stop()
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ArmEmulator:
+    def __init__(self, state_dir: str | None = None, port: int = 0, latency_ms: float = 0,
+                 provisioning_seconds: float = 0.2, page_size: int | None = None, extra_args: list | None = None,
+                 env: dict | None = None):
+        self._own_dir = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="sandbox-arm-")
+        self.port = port
+        self.latency_ms = latency_ms
+        self.provisioning_seconds = provisioning_seconds
+        self.page_size = page_size
+        self.extra_args = list(extra_args or [])
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.endpoint: dict = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, timeout: float = 30) -> ArmEmulator:
+        ep_path = os.path.join(self.state_dir, "endpoint.json")
+        if os.path.exists(ep_path):
+            os.remove(ep_path)
+        cmd = [sys.executable, "-m", "sandbox.arm", "serve", "--port", str(self.port), "--state", self.state_dir,
+               "--latency-ms", str(self.latency_ms), "--provisioning-seconds", str(self.provisioning_seconds)]
+        if self.page_size:
+            cmd += ["--page-size", str(self.page_size)]
+        cmd += self.extra_args
+        self._log = open(os.path.join(self.state_dir, "server.log"), "ab")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(self.env or {})})
+        deadline = time.time() + timeout
+        while not os.path.exists(ep_path):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sandbox.arm exited with {self.proc.returncode}; see {self.state_dir}/server.log")
+            if time.time() > deadline:
+                raise TimeoutError("sandbox.arm did not start")
+            time.sleep(0.05)
+        with open(ep_path, encoding="utf-8") as fh:
+            self.endpoint = json.load(fh)
+        self.port = int(self.endpoint["authority"].rsplit(":", 1)[1])
+        while True:
+            try:
+                self._admin("GET", "/health")
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def restart(self) -> ArmEmulator:
+        """Stop and start again on the same port with the same state directory."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    # -- connection details ----------------------------------------------------------------------
+    @property
+    def ca_path(self) -> str:
+        return os.path.join(self.state_dir, "ca.pem")
+
+    @property
+    def resource_manager(self) -> str:
+        return self.endpoint["resource_manager"]
+
+    @property
+    def subscription_id(self) -> str:
+        return self.endpoint["subscription_id"]
+
+    def credential(self, secret: str | None = None):
+        from azure.identity import ClientSecretCredential
+        return ClientSecretCredential(self.endpoint["tenant_id"], self.endpoint["client_id"],
+                                      secret or self.endpoint["client_secret"], authority=self.endpoint["authority"],
+                                      disable_instance_discovery=True, connection_verify=self.ca_path)
+
+    def client_kwargs(self) -> dict:
+        """Keyword arguments for any azure-mgmt-* client: endpoint, token scope and CA."""
+        return {"base_url": self.resource_manager, "credential_scopes": [self.resource_manager + ".default"],
+                "connection_verify": self.ca_path}
+
+    def env(self) -> dict:
+        """AZURE_* variables for Ansible/azure tooling pointed at this emulator."""
+        ep = self.endpoint
+        return {"AZURE_CLIENT_ID": ep["client_id"], "AZURE_SECRET": ep["client_secret"],
+                "AZURE_CLIENT_SECRET": ep["client_secret"], "AZURE_TENANT": ep["tenant_id"],
+                "AZURE_TENANT_ID": ep["tenant_id"], "AZURE_SUBSCRIPTION_ID": ep["subscription_id"],
+                "AZURE_CLOUD_ENVIRONMENT": ep["resource_manager"], "AZURE_AUTHORITY_HOST": ep["authority"],
+                "REQUESTS_CA_BUNDLE": self.ca_path, "AZURE_CA_BUNDLE": self.ca_path, "SSL_CERT_FILE": self.ca_path}
+
+    # -- admin API -------------------------------------------------------------------------------
+    def _admin(self, method: str, path: str, body=None):
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.endpoint['authority']}/_sandbox{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=ctx, timeout=120) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def requests(self, since: int = 0) -> list[dict]:
+        return self._admin("GET", f"/requests?since={since}")["requests"]
+
+    def mark(self) -> int:
+        """Position in the request log, for ``requests(since=...)`` / ``writes(since=...)``."""
+        return self._admin("GET", "/requests?since=1000000000")["next"]
+
+    def writes(self, since: int = 0) -> list[dict]:
+        """Logged PUT/PATCH/POST/DELETE requests to ARM (not token requests), e.g. to check idempotency."""
+        return [r for r in self.requests(since) if r["method"] in ("PUT", "PATCH", "POST", "DELETE")
+                and r["path"].lower().startswith("/subscriptions/")]
+
+    def fault(self, status: int, path: str = ".*", method: str | None = None, count: int = 1,
+              retry_after: float | None = None, code: str | None = None, message: str | None = None) -> dict:
+        return self._admin("POST", "/faults", {"status": status, "path": path, "method": method, "count": count,
+                                               "retry_after": retry_after, "code": code, "message": message})
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/faults")
+
+    def set_quotas(self, quotas: dict) -> dict:
+        return self._admin("PUT", "/quotas", quotas)
+
+    def set_latency(self, ms: float) -> None:
+        self._admin("PUT", "/latency", {"ms": ms})
+
+    def reset(self) -> None:
+        self._admin("POST", "/reset")
+
+    def identity_token(self, principal_id: str) -> dict:
+        return self._admin("POST", "/identity-token", {"principal_id": principal_id})
+
+    def instances(self) -> list[dict]:
+        return self._admin("GET", "/instances")["instances"]
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while not self._admin("GET", "/health")["idle"]:
+            if time.time() > deadline:
+                raise TimeoutError("LROs still running")
+            time.sleep(0.05)
