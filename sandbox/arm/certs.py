@@ -24,7 +24,7 @@ def ensure_certs(state_dir: str) -> tuple[str, str, str]:
     key = os.path.join(state_dir, "server.key")
     if all(os.path.exists(p) for p in (ca_pem, ca_key_path, crt, key)):
         return ca_pem, crt, key
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hashistack sandbox ARM CA")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())

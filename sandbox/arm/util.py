@@ -21,7 +21,7 @@ LOCATIONS = {
 
 def now_iso() -> str:
     """Timestamps as ARM writes them: 2021-01-19T09:34:39.1304066+00:00."""
-    t = _dt.datetime.now(_dt.timezone.utc)
+    t = _dt.datetime.now(_dt.UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}0+00:00"
 
 
