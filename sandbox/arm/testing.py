@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class ArmEmulator:
     def __init__(self, state_dir: str | None = None, port: int = 0, latency_ms: float = 0,
                  provisioning_seconds: float = 0.2, page_size: int | None = None, extra_args: list | None = None,
-                 env: dict | None = None):
+                 process_env: dict | None = None):
         self._own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="sandbox-arm-")
         self.port = port
@@ -31,7 +31,7 @@ class ArmEmulator:
         self.provisioning_seconds = provisioning_seconds
         self.page_size = page_size
         self.extra_args = list(extra_args or [])
-        self.env = env
+        self._process_env = process_env
         self.proc: subprocess.Popen | None = None
         self.endpoint: dict = {}
 
@@ -47,7 +47,7 @@ class ArmEmulator:
         cmd += self.extra_args
         self._log = open(os.path.join(self.state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
+                                     env={**os.environ, **(self._process_env or {})})
         deadline = time.time() + timeout
         while not os.path.exists(ep_path):
             if self.proc.poll() is not None:
