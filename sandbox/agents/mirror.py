@@ -13,7 +13,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                       ".json": "application/json", ".asc": "text/plain", "": "text/plain"}
 
     def log_message(self, fmt, *args):
-        sys.stderr.write("%s - %s\n" % (self.address_string(), fmt % args))
+        sys.stderr.write(f"{self.address_string()} - {fmt % args}\n")
 
 
 def serve(directory: str, port: int, bind: str = "127.0.0.1") -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .net import RPCError, Response, call
+from .net import Response, RPCError, call
 
 STATUS_CODE = {"none": 0, "alive": 1, "leaving": 2, "left": 3, "failed": 4}
 _PRECEDENCE = {"alive": 0, "leaving": 1, "failed": 2, "left": 3}
