@@ -5,6 +5,7 @@ POST /_sandbox/faults                {"method","path"(regex),"status","count","r
 GET/DELETE /_sandbox/faults          list / clear injected faults
 GET/PUT /_sandbox/quotas             {location: {family: limit, "cores": regional limit}} (merged)
 PUT  /_sandbox/latency               {"ms": N}
+PUT  /_sandbox/provisioning          {"seconds": S} (scale-set provisioning time)
 POST /_sandbox/reset                 forget every resource, fault, quota override and the request log
 POST /_sandbox/identity-token        {"principal_id", "resource"?} -> managed identity token (IMDS shape)
 GET  /_sandbox/instances             the backend instance dicts of every instance (debugging, hosts)
@@ -104,6 +105,12 @@ def put_quotas(app, req):
 def put_latency(app, req):
     app.config.latency_ms = float((req.body or {}).get("ms", 0))
     return Response(200, {"ms": app.config.latency_ms})
+
+
+@route("PUT", r"/_sandbox/provisioning", auth=False)
+def put_provisioning(app, req):
+    app.config.provisioning_seconds = float((req.body or {}).get("seconds", app.config.provisioning_seconds))
+    return Response(200, {"seconds": app.config.provisioning_seconds})
 
 
 @route("POST", r"/_sandbox/reset", auth=False)

@@ -158,7 +158,9 @@ def sku_body(name: str, location: str) -> dict:
     restricted = name in RESTRICTED.get(location, ())
     return {"resourceType": "virtualMachines", "locations": [location],
             "capabilities": [{"name": k, "value": v} for k, v in caps.items()],
-            "locationInfo": [{"location": location, "zones": ["1", "2", "3"], "zoneDetails": []}],
+            "locationInfo": [{"location": location, "zones": ["1", "2", "3"],
+                              "zoneDetails": [{"name": ["1", "2", "3"],
+                                               "capabilities": [{"name": "UltraSSDAvailable", "value": "True"}]}]}],
             "name": name, "tier": "Standard", "size": name.split("_", 1)[1], "family": family,
             "restrictions": [{"type": "Location", "values": [location],
                               "restrictionInfo": {"locations": [location]},

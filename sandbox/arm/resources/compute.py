@@ -144,7 +144,11 @@ def _normalize_profile(profile: dict | None) -> dict | None:
     osp.setdefault("secrets", [])
     osp.setdefault("allowExtensionOperations", True)
     osp.setdefault("requireGuestProvisionSignal", True)
-    if "windowsConfiguration" not in osp:
+    if _is_windows(p):
+        wc = osp.setdefault("windowsConfiguration", {})
+        wc.setdefault("provisionVMAgent", True)
+        wc.setdefault("enableAutomaticUpdates", True)
+    else:
         lc = osp.setdefault("linuxConfiguration", {})
         lc.setdefault("disablePasswordAuthentication", "adminPassword" not in osp)
         lc.setdefault("provisionVMAgent", True)
@@ -165,6 +169,16 @@ def _normalize_profile(profile: dict | None) -> dict | None:
         for ipc in props.get("ipConfigurations") or []:
             ipc.setdefault("properties", {}).setdefault("privateIPAddressVersion", "IPv4")
     return p
+
+
+def _is_windows(profile: dict) -> bool:
+    """OS type as Azure derives it: explicit configuration first, else the image publisher."""
+    osp = profile.get("osProfile") or {}
+    if "linuxConfiguration" in osp:
+        return False
+    if "windowsConfiguration" in osp:
+        return True
+    return "windows" in (get_path(profile, "storageProfile.imageReference.publisher") or "").lower()
 
 
 def _model_signature(body: dict) -> str:
@@ -295,7 +309,10 @@ def _vmss_body(app, rid, spec, location, size, capacity, mode, zones, single_pg,
         for k, v in (("maxBatchInstancePercent", 20), ("maxUnhealthyInstancePercent", 20),
                      ("maxUnhealthyUpgradedInstancePercent", 20), ("pauseTimeBetweenBatches", "PT0S")):
             rp.setdefault(k, v)
-    out_props = {"singlePlacementGroup": single_pg, "orchestrationMode": mode, "upgradePolicy": upgrade}
+    # Properties ARM stores as given are echoed back; the ones it owns are computed below.
+    out_props = {k: deep(v) for k, v in props.items()
+                 if k not in ("virtualMachineProfile", "provisioningState", "uniqueId", "timeCreated")}
+    out_props.update({"singlePlacementGroup": single_pg, "orchestrationMode": mode, "upgradePolicy": upgrade})
     profile = _normalize_profile(props.get("virtualMachineProfile"))
     if profile is not None:
         out_props["virtualMachineProfile"] = strip_secrets(profile)
@@ -308,10 +325,6 @@ def _vmss_body(app, rid, spec, location, size, capacity, mode, zones, single_pg,
                       "uniqueId": old["body"]["properties"]["uniqueId"] if old else new_guid(),
                       "platformFaultDomainCount": props.get("platformFaultDomainCount", 1 if mode == "Flexible" else 5),
                       "timeCreated": old["body"]["properties"]["timeCreated"] if old else now_iso()})
-    for key in ("scaleInPolicy", "automaticRepairsPolicy", "additionalCapabilities", "proximityPlacementGroup",
-                "zoneBalance", "hostGroup"):
-        if key in props:
-            out_props[key] = deep(props[key])
     body = {"name": name, "id": rid, "type": VMSS, "location": location,
             "sku": {"name": size, "tier": (spec.get("sku") or {}).get("tier", "Standard"), "capacity": capacity},
             "etag": f'"{int(old["body"]["etag"].strip(chr(34))) + 1 if old else 1}"', "properties": out_props}
@@ -319,6 +332,9 @@ def _vmss_body(app, rid, spec, location, size, capacity, mode, zones, single_pg,
         body["tags"] = deep(spec["tags"])
     if zones:
         body["zones"] = list(zones)
+    for key in ("plan", "extendedLocation"):
+        if spec.get(key) is not None:
+            body[key] = deep(spec[key])
     ident = spec.get("identity")
     if ident and "SystemAssigned" in (ident.get("type") or ""):
         prev = (old["body"].get("identity") or {}) if old else {}
@@ -400,8 +416,9 @@ def _new_instance(app, vrec) -> str:
     ip, prefix_net = network.allocate_ip(app, subnet_id, f"{nic_id}/ipConfigurations/{ipc_name}")
     mac = "00-0D-3A-" + "-".join(digest[i:i + 2].upper() for i in (14, 16, 18))
     subnet_rec = app.store.get(subnet_id)
+    ipc_props = get_path(cfg, "properties.ipConfigurations")[0].get("properties") or {}
     nic = network.nic_body(app, nic_id, nic_type, ipc_name, ip, subnet_rec["body"]["id"], rid, nsg,
-                           b["location"] if flexible else None, mac, cfg.get("properties") or {})
+                           b["location"] if flexible else None, mac, cfg.get("properties") or {}, ipc_props)
     app.store.put(nic, {})
     os_disk = f"{vm_name}_OsDisk_1_{digest[20:52]}"
     vx = {"seq": seq, "vmss_id": b["id"], "model_version": x["model_version"], "model": deep(model),
@@ -447,15 +464,25 @@ def render_vm(app, rec, instance_view=False, user_data=False) -> dict:
         image["exactVersion"] = "0.20240701.1" if image.get("version") == "latest" else image.get("version")
     os_disk = get_path(model, "storageProfile.osDisk") or {}
     rg = b["id"].split("/")[4]
+    windows = _is_windows(model)
+    disk_prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/Microsoft.Compute/disks/"
+    data_disks = []
+    for d in get_path(model, "storageProfile.dataDisks") or []:
+        dname = f"{b['name']}_disk{d.get('lun', 0) + 2}_{x['os_disk'][-32:]}"
+        data_disks.append({"lun": d.get("lun", 0), "name": dname, "createOption": d.get("createOption", "Empty"),
+                           "caching": d.get("caching", "None"),
+                           "managedDisk": {"storageAccountType": get_path(d, "managedDisk.storageAccountType",
+                                                                          "Standard_LRS"), "id": disk_prefix + dname},
+                           "diskSizeGB": d.get("diskSizeGB", 32), "toBeDetached": False})
     storage = {"imageReference": image,
-               "osDisk": {"osType": "Linux", "name": x["os_disk"], "createOption": "FromImage",
+               "osDisk": {"osType": "Windows" if windows else "Linux", "name": x["os_disk"], "createOption": "FromImage",
                           "caching": os_disk.get("caching", "ReadWrite"),
                           "managedDisk": {"storageAccountType": get_path(os_disk, "managedDisk.storageAccountType",
                                                                          "Standard_LRS"),
                                           "id": f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/"
                                                 f"Microsoft.Compute/disks/{x['os_disk']}"},
                           "diskSizeGB": os_disk.get("diskSizeGB", 30), "deleteOption": "Delete"},
-               "dataDisks": []}
+               "dataDisks": data_disks}
     osp = strip_secrets(deep(model.get("osProfile") or {}))
     osp.pop("computerNamePrefix", None)
     osp = {"computerName": x["computer_name"], **osp}
@@ -486,9 +513,19 @@ def render_vm(app, rec, instance_view=False, user_data=False) -> dict:
         ident = (vrec["body"].get("identity") if vrec else None)
         if ident:
             b["identity"] = deep(ident)
+    for key in ("diagnosticsProfile", "securityProfile", "additionalCapabilities"):
+        if key in model:
+            new_props[key] = deep(model[key])
     if user_data and model.get("userData"):
         new_props["userData"] = model["userData"]
     b["properties"] = new_props
+    extensions = get_path(model, "extensionProfile.extensions") or []
+    if extensions:
+        vm_path = f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{b['name']}"
+        b["resources"] = [{"name": e["name"], "id": f"{vm_path}/extensions/{e['name']}",
+                           "type": "Microsoft.Compute/virtualMachines/extensions", "location": b["location"],
+                           "properties": {**strip_secrets(deep(e.get("properties") or {})),
+                                          "provisioningState": "Succeeded"}} for e in extensions]
     return b
 
 
@@ -510,7 +547,11 @@ def instance_view_body(app, rec) -> dict:
                  "displayStatus": f"Provisioning {prov.lower()}", "time": x.get("changed", x["created"])}]
     if prov != "Creating":
         statuses.append({"code": f"PowerState/{power}", "level": "Info", "displayStatus": display.get(power, power)})
-    return {"platformUpdateDomain": x["seq"] % 5, "platformFaultDomain": x["seq"] % 5,
+    vrec = _vmss_of(app, rec)
+    view = {}
+    if vrec and vrec["body"]["properties"].get("singlePlacementGroup"):
+        view["placementGroupId"] = vrec["body"]["properties"]["uniqueId"]
+    return view | {"platformUpdateDomain": x["seq"] % 5, "platformFaultDomain": x["seq"] % 5,
             "computerName": x["computer_name"], "osName": "debian", "osVersion": "12",
             "vmAgent": {"vmAgentVersion": "2.9.1.1" if power == "running" else "Unknown",
                         "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
@@ -542,7 +583,7 @@ def imds_document(app, rec) -> dict:
         "osProfile": {"adminUsername": osp.get("adminUsername", ""), "computerName": x["computer_name"],
                       "disablePasswordAuthentication": str(
                           get_path(osp, "linuxConfiguration.disablePasswordAuthentication", True)).lower()},
-        "osType": "Linux", "placementGroupId": vrec["body"]["properties"]["uniqueId"] if vrec else "",
+        "osType": "Windows" if _is_windows(model) else "Linux", "placementGroupId": vrec["body"]["properties"]["uniqueId"] if vrec else "",
         "plan": {"name": "", "product": "", "publisher": ""}, "platformFaultDomain": str(x["seq"] % 5),
         "platformSubFaultDomain": "", "platformUpdateDomain": str(x["seq"] % 5), "priority": "",
         "provider": "Microsoft.Compute", "publicKeys": [{"keyData": k.get("keyData", ""), "path": k.get("path", "")}
@@ -550,7 +591,16 @@ def imds_document(app, rec) -> dict:
         "publisher": image.get("publisher", ""), "resourceGroupName": rg, "resourceId": vm_resource,
         "securityProfile": {"secureBootEnabled": "false", "virtualTpmEnabled": "false", "encryptionAtHost": "false"},
         "hostGroup": {"id": ""}, "sku": image.get("sku", ""),
-        "storageProfile": {"dataDisks": [], "imageReference": {"id": image.get("id", ""),
+        "storageProfile": {"dataDisks": [
+            {"bytesPerSecondThrottle": "0", "caching": d.get("caching", "None"),
+             "createOption": d.get("createOption", "Empty"), "diskCapacityBytes": str(d.get("diskSizeGB", 32) << 30),
+             "diskSizeGB": str(d.get("diskSizeGB", 32)), "image": {"uri": ""}, "isSharedDisk": "false",
+             "isUltraDisk": "false", "lun": str(d.get("lun", 0)),
+             "managedDisk": {"id": "", "storageAccountType": get_path(d, "managedDisk.storageAccountType",
+                                                                      "Standard_LRS")},
+             "name": f"{b['name']}_disk{d.get('lun', 0) + 2}", "opsPerSecondThrottle": "0", "vhd": {"uri": ""},
+             "writeAcceleratorEnabled": "false"} for d in get_path(model, "storageProfile.dataDisks") or []],
+            "imageReference": {"id": image.get("id", ""),
                                                                "offer": image.get("offer", ""),
                                                                "publisher": image.get("publisher", ""),
                                                                "sku": image.get("sku", ""),

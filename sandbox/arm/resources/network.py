@@ -584,14 +584,24 @@ def release_ip(app, subnet_id: str, ip: str) -> None:
 
 
 def nic_body(app, nic_id: str, nic_type: str, ipconfig: str, ip: str, subnet_id: str, vm_id: str,
-             nsg_id: str | None, location: str | None, mac: str, primary_cfg: dict) -> dict:
+             nsg_id: str | None, location: str | None, mac: str, primary_cfg: dict, ipc_model: dict) -> dict:
+    ipc_props = {"provisioningState": "Succeeded", "privateIPAddress": ip, "privateIPAllocationMethod": "Dynamic"}
+    pip = ipc_model.get("publicIPAddressConfiguration")
+    if pip:
+        ipc_props["publicIPAddress"] = {"id": f"{nic_id}/ipConfigurations/{ipconfig}/publicIPAddresses/{pip['name']}"}
+    ipc_props.update({"subnet": {"id": subnet_id}, "primary": True, "privateIPAddressVersion": "IPv4"})
+    for key in ("loadBalancerBackendAddressPools", "applicationGatewayBackendAddressPools",
+                "applicationSecurityGroups"):
+        if ipc_model.get(key):
+            ipc_props[key] = deep(ipc_model[key])
+    if ipc_model.get("loadBalancerInboundNatPools"):
+        seq = vm_id.rsplit("/", 1)[1]
+        ipc_props["loadBalancerInboundNatRules"] = [{"id": f"{p['id'].replace('/inboundNatPools/', '/inboundNatRules/')}"
+                                                          f".{seq}"} for p in ipc_model["loadBalancerInboundNatPools"]]
     props = {"provisioningState": "Succeeded", "resourceGuid": new_guid(),
              "ipConfigurations": [{"name": ipconfig, "id": f"{nic_id}/ipConfigurations/{ipconfig}",
                                    "etag": etag(), "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
-                                   "properties": {"provisioningState": "Succeeded", "privateIPAddress": ip,
-                                                  "privateIPAllocationMethod": "Dynamic",
-                                                  "subnet": {"id": subnet_id}, "primary": True,
-                                                  "privateIPAddressVersion": "IPv4"}}],
+                                   "properties": ipc_props}],
              "dnsSettings": {"dnsServers": [], "appliedDnsServers": [],
                              "internalDomainNameSuffix": "sandbox.internal.cloudapp.net"},
              "macAddress": mac, "enableAcceleratedNetworking": bool(primary_cfg.get("enableAcceleratedNetworking")),
