@@ -98,6 +98,8 @@ def build(out: str | Path, versions: dict[str, list[str]]) -> list[Path]:
     written = []
     try:
         for product, vers in versions.items():
+            if not vers:
+                continue
             for v in vers:
                 d = out / product / v
                 d.mkdir(parents=True, exist_ok=True)
@@ -145,6 +147,8 @@ def _vkey(v: str):
 
 
 def _write_product_index(out: Path, product: str) -> None:
+    if not (out / product).is_dir():
+        return
     versions = {}
     for d in sorted((out / product).iterdir()):
         if (d / "index.json").is_file():
