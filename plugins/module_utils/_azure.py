@@ -623,6 +623,9 @@ def explain_error(exc, what, session=None):
                     '--scope %s.' % (what, match.group('principal'), match.group('action'), match.group('scope'),
                                      match.group('action'), match.group('principal'), match.group('scope')))
         return 'Permission denied while %s using %s: %s. Fix: grant the principal a role with this permission on the scope.' % (what, auth, first)
+    if code_l == 'principalnotfound':
+        return ('%s failed: %s Fix: check the principal id; for a managed identity created moments ago set principal_type '
+                '(for example ServicePrincipal) and re-run after a minute.' % (_cap(what), first))
     if code_l == 'resourcegroupnotfound':
         return ('%s failed: %s Fix: create the resource group first (hashistack.azure.resource_group) or correct resource_group.'
                 % (_cap(what), first))
