@@ -11,6 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
+AZURE_HOSTNAMES = ("management.azure.com", "login.microsoftonline.com", "management.core.windows.net")
+
+
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
@@ -46,7 +49,9 @@ def ensure_certs(state_dir: str) -> tuple[str, str, str]:
         .issuer_name(ca_name).public_key(srv_key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now).not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
+            # sandbox hosts reach the emulator under Azure's own names (their /etc/hosts points there)
+            *(x509.DNSName(name) for name in AZURE_HOSTNAMES)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(srv_key.public_key()), critical=False)

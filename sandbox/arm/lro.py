@@ -46,7 +46,7 @@ class Lro:
         sub = self.app.identity["subscription_id"]
         op = {"name": op_id, "status": "InProgress", "startTime": now_iso(), "namespace": namespace,
               "location": location, "subscription": sub, "resource_id": resource_id,
-              "api_version": req.api_version or "2024-07-01", "job": {"kind": kind, "args": args}}
+              "api_version": req.api_version or "2024-07-01", "base": getattr(req, "base", ""), "job": {"kind": kind, "args": args}}
         with self.app.store.lock:
             self.ops[op_id] = op
             self.app.store.touch()
@@ -103,10 +103,11 @@ class Lro:
     # -- wire -----------------------------------------------------------------------------------
     def _url(self, op: dict, monitor: bool = False) -> str:
         kind = "operations"
+        base = op.get("base") or self.app.base
         q = f"?monitor=true&api-version={op['api_version']}" if monitor else f"?api-version={op['api_version']}"
         if op["namespace"] == "Microsoft.Resources":
-            return f"{self.app.base}/subscriptions/{op['subscription']}/operationresults/{op['name']}{q}"
-        return (f"{self.app.base}/subscriptions/{op['subscription']}/providers/{op['namespace']}/locations/"
+            return f"{base}/subscriptions/{op['subscription']}/operationresults/{op['name']}{q}"
+        return (f"{base}/subscriptions/{op['subscription']}/providers/{op['namespace']}/locations/"
                 f"{op['location']}/{kind}/{op['name']}{q}")
 
     def retry_after(self) -> str:

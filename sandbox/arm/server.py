@@ -76,6 +76,8 @@ class App:
             json.dump(endpoint, fh, indent=2)
         os.replace(tmp, os.path.join(self.config.state_dir, "endpoint.json"))
         self.lro.resume()
+        if hasattr(self.backend, "bind"):  # backends that talk back to us (tokens for IMDS) learn where we are
+            self.backend.bind(self.base, self.ca_path, self.config.state_dir)
 
     def ensure_owner_assignment(self) -> None:
         """The service principal owns the subscription through a real role assignment."""
@@ -186,7 +188,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        req = Request(self.command, path, query, headers, raw_body=raw, base=app.base)
+        # Links we hand out (nextLink, operation URLs) use the name the client used to reach us, so a
+        # sandbox host that reaches the emulator as management.azure.com can follow them.
+        host = headers.get("host", "")
+        base = f"https://{host}" if re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", host) else app.base
+        req = Request(self.command, path, query, headers, raw_body=raw, base=base)
         if raw and "json" in headers.get("content-type", "application/json"):
             try:
                 req.body = json.loads(raw)

@@ -740,13 +740,11 @@ def _upgrade(app, vrec, ids, rolling: bool, reimage: bool = False) -> None:
         return
     policy = get_path(vrec["body"], "properties.upgradePolicy.rollingUpgradePolicy") or {}
     batch = max(1, math.ceil(len(recs) * policy.get("maxBatchInstancePercent", 20) / 100))
-    status = {"policy": deep(policy), "runningStatus": {"code": "RollingForward", "startTime": now_iso(),
-                                                        "lastAction": "Start", "lastActionTime": now_iso()},
-              "progress": {"successfulInstanceCount": 0, "failedInstanceCount": 0,
-                           "inProgressInstanceCount": 0, "pendingInstanceCount": len(recs)}}
-    vrec["x"]["rolling"] = status
-    vrec["x"]["rolling_cancel"] = False
+    status = vrec["x"].get("rolling")
+    if not status or status["runningStatus"]["code"] != "RollingForward":
+        status = start_rolling_status(vrec, len(recs))
     for i in range(0, len(recs), batch):
+        time.sleep(app.config.provisioning_seconds)
         if vrec["x"].get("rolling_cancel"):
             status["runningStatus"].update({"code": "Cancelled", "lastAction": "Cancel",
                                             "lastActionTime": now_iso(), "endTime": now_iso()})
@@ -760,6 +758,17 @@ def _upgrade(app, vrec, ids, rolling: bool, reimage: bool = False) -> None:
         app.store.touch()
     status["runningStatus"].update({"code": "Completed", "endTime": now_iso()})
     app.store.touch()
+
+
+def start_rolling_status(vrec, count: int) -> dict:
+    policy = get_path(vrec["body"], "properties.upgradePolicy.rollingUpgradePolicy") or {}
+    status = {"policy": deep(policy), "runningStatus": {"code": "RollingForward", "startTime": now_iso(),
+                                                        "lastAction": "Start", "lastActionTime": now_iso()},
+              "progress": {"successfulInstanceCount": 0, "failedInstanceCount": 0,
+                           "inProgressInstanceCount": 0, "pendingInstanceCount": count}}
+    vrec["x"]["rolling"] = status
+    vrec["x"]["rolling_cancel"] = False
+    return status
 
 
 def _instance_action(app, rec, action: str) -> None:
@@ -946,6 +955,10 @@ def vmss_action(app, req, sub, rg, vmss, action):
     if action == "delete":
         for r in chosen:
             _set_state(app, r, "Deleting")
+    if action in ("osrollingupgrade", "extensionrollingupgrade"):
+        with app.store.lock:
+            start_rolling_status(vrec, len(chosen))
+            app.store.touch()
     op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action",
                        {"ids": ids, "action": action, "vmss": vrec["body"]["id"]}, vrec["body"]["id"])
     return app.lro.accepted(op)
@@ -1007,8 +1020,9 @@ def delete_vmss_vm(app, req, sub, rg, vmss, iid):
     vrec = get_vmss_rec(app, rg, vmss)
     _uniform_only(vrec)
     rec = app.store.get(vrec["body"]["id"] + "/virtualMachines/" + iid)
-    if rec is None:
-        return Response(204)
+    if rec is None:  # the real service answers an (empty) 202 operation here, as recorded
+        op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action", {"ids": [], "action": "noop"})
+        return app.lro.accepted(op)
     _set_state(app, rec, "Deleting")
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
                        {"ids": [rec["body"]["id"]], "action": "delete", "vmss": vrec["body"]["id"]}, rec["body"]["id"])

@@ -158,6 +158,7 @@ def put_vnet(app, req, sub, rg, vnet):
                               "resourceGuid": old["body"]["properties"]["resourceGuid"] if old else new_guid(),
                               "addressSpace": {"addressPrefixes": list(prefixes)},
                               "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
+                              "enableVmProtection": bool(props.get("enableVmProtection", False)),
                               "privateEndpointVNetPolicies": "Disabled"}}
         for key in ("flowTimeoutInMinutes", "dhcpOptions", "encryption"):
             if key in props:
