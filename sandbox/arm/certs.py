@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-
 AZURE_HOSTNAMES = ("management.azure.com", "login.microsoftonline.com", "management.core.windows.net")
 
 
