@@ -41,7 +41,7 @@ class BaseAgent:
         self.version = build["version"]
         self.revision = build["revision"]
         self.dev = dev
-        self.data_dir = Path(cfg.get("data_dir") or "/tmp/sandbox-agent")
+        self.data_dir = Path(cfg.get("data_dir") or "/tmp/sandbox-agent").resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = Logger(cfg.get("log_level", "INFO"), cfg.get("log_file") if cfg.get("log_file", "").endswith(".log") else None)
         self.node_id = self._node_id()

@@ -17,8 +17,8 @@ FREEFORM = {
     "Tags", "Meta", "Attributes", "Drivers", "Scores", "NodesAvailable", "TaskStates", "TaskResources",
     "Keys", "PrimaryKeys", "HostVolumes", "HostNetworks", "Links", "Summary", "Options", "ChrootEnv",
     "Config", "Env", "Details", "HTTPAPIResponseHeaders", "RedundancyZones", "ClassFiltered",
-    "ClassExhausted", "ConstraintFiltered", "DimensionExhausted", "QuotaExhausted", "stats", "runtime",
-    "nomad", "raft", "client", "serf", "TaggedAddresses", "Stats", "DebugConfig", "ServiceTags",
+    "ClassExhausted", "ConstraintFiltered", "DimensionExhausted", "QuotaExhausted", "stats",
+    "TaggedAddresses", "Stats", "DebugConfig", "ServiceTags",
 }
 
 
@@ -37,9 +37,14 @@ def sample(product: str, key: str):
     return copy.deepcopy(samples(product)[key])
 
 
+_STATS_SECTIONS = {"runtime", "nomad", "raft", "client", "serf", "vault"}
+
+
 def _freeform(path: str, key: str) -> bool:
     if key == "Config":
         return "Tasks" in path
+    if key in _STATS_SECTIONS:
+        return path.endswith(f".stats.{key}")
     return key in FREEFORM
 
 
@@ -66,7 +71,7 @@ def fill(obj, s, key: str = "", path: str = ""):
             first = next(iter(s.values()), None) if s else None
             if isinstance(first, dict):
                 for k in obj:
-                    fill(obj[k], first, "", f"{path}.{k}")
+                    fill(obj[k], first, k, f"{path}.{k}")
             return obj
         for k, sv in s.items():
             sub = f"{path}.{k}"
@@ -107,10 +112,11 @@ def conforms(s, a, path: str = "$", key: str = "", errors: list | None = None) -
         return errors
     if isinstance(s, dict):
         if _freeform(path, key):
+            kinds = {_type(v) for v in s.values()}
             first = next(iter(s.values()), None) if s else None
-            if first is not None:
-                for k, v in a.items():
-                    conforms(first, v, f"{path}.{k}", "", errors)
+            for k, v in a.items():
+                ref = s[k] if k in s else (first if len(kinds) == 1 else None)
+                conforms(ref, v, f"{path}.{k}", k, errors)
             return errors
         for k, sv in s.items():
             if k not in a:
