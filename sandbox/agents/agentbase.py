@@ -159,6 +159,8 @@ class BaseAgent:
                         addrs += autojoin.resolve(e)
                     except autojoin.DiscoverError as ex:
                         self.log("WARN", f"agent: Join cluster failed, will retry: {ex}")
+                    except Exception as ex:  # noqa: BLE001 - keep retrying like the real agent
+                        self.log("ERROR", f"agent: retry_join entry {e!r} failed: {ex!r}")
                 addrs = [a if ":" in a else f"{a}:{default_port}" for a in addrs]
                 self.log("INFO", f"agent: Joining cluster...: cluster=LAN addresses={addrs}")
                 n = join_fn(addrs) if addrs else 0

@@ -97,7 +97,7 @@ def azure(args: dict) -> list[str]:
         return _private_ips(nics)
     if args.get("resource_group") and args.get("vm_scale_set"):
         url = (f"{arm}/subscriptions/{sub}/resourceGroups/{args['resource_group']}/providers/Microsoft.Compute/"
-               f"virtualMachineScaleSets/{args['vm_scale_set']}/networkInterfaces?api-version=2023-09-01")
+               f"virtualMachineScaleSets/{args['vm_scale_set']}/networkInterfaces?api-version=2018-10-01")
         return _private_ips(_list(url, token))
     raise DiscoverError("discover-azure: tag_name and tag_value, or resource_group and vm_scale_set, are required")
 

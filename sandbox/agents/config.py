@@ -175,6 +175,8 @@ def _coerce(t: str, v, path: str, errors: list[str]):
         return v
     if isinstance(v, Repeated) and t not in ("object", "list", "map"):
         v = v[-1]
+    elif isinstance(v, Repeated) and t == "list":
+        v = [x for item in v for x in (item if isinstance(item, list) else [item])]
     if t == "string":
         if isinstance(v, str):
             return v

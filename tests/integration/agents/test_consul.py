@@ -201,3 +201,23 @@ def test_single_server_snapshot_and_transfer(consul, agents, net, tmp_path):
     st, _ = http(addr, "/v1/operator/raft/transfer-leader", method="POST", body=b"")
     assert st == 500  # no other voter to transfer to
     assert http(addr, "/v1/operator/raft/transfer-leader")[0] == 405
+
+
+def test_retry_join_azure_cloud_auto_join(consul, agents, net):
+    """Agents find the servers through IMDS + ARM (scale set NICs and tagged NICs), like go-discover."""
+    from sandbox.agents.testing import SUB, FakeAzure, nic
+
+    fake = FakeAzure([nic("s", net(1), {"consul-role": "server"}), nic("x", net(9), {"consul-role": "other"})],
+                     [nic("vm0", net(1))])
+    env = {"HASHISTACK_SANDBOX_IMDS_URL": fake.url, "HASHISTACK_SANDBOX_ARM_URL": fake.url}
+    try:
+        agents(consul, cfg(net, 1, server=True, expect=1, join=()), "s")
+        tag_join = f'retry_join = ["provider=azure tag_name=consul-role tag_value=server subscription_id={SUB}"]\n'
+        vmss_join = f'retry_join = ["provider=azure resource_group=rg1 vm_scale_set=servers subscription_id={SUB}"]\n'
+        agents(consul, cfg(net, 2, server=False, join=()) + tag_join, "c2", env=env)
+        agents(consul, cfg(net, 3, server=False, join=()) + vmss_join, "c3", env=env)
+        wait_for(lambda: sorted(m["Name"] for m in http(f"{net(1)}:8500", "/v1/agent/members")[1] if m["Status"] == 1)
+                 == ["n1", "n2", "n3"], 20, what="auto-joined clients")
+        assert any(p == "/metadata/identity/oauth2/token" and h.get("Metadata") == "true" for p, _q, h in fake.requests)
+    finally:
+        fake.close()

@@ -93,3 +93,10 @@ def test_sockaddr_templates():
         sockaddr.render('{{ GetInterfaceIP "no-such-if0" }}')
     with pytest.raises(sockaddr.TemplateError):
         sockaddr.render("{{ NoSuchFunction }}")
+
+
+def test_repeated_assignments(tmp_path):
+    f = tmp_path / "a.hcl"
+    f.write_text('data_dir = "/x"\nretry_join = ["a"]\nretry_join = ["b", "c"]\nlog_level = "info"\nlog_level = "debug"\n')
+    c, errs = load_and_check("consul", [str(f)])
+    assert errs == [] and c["retry_join"] == ["a", "b", "c"] and c["log_level"] == "debug"
