@@ -221,3 +221,43 @@ def test_retry_join_azure_cloud_auto_join(consul, agents, net):
         assert any(p == "/metadata/identity/oauth2/token" and h.get("Metadata") == "true" for p, _q, h in fake.requests)
     finally:
         fake.close()
+
+
+@pytest.mark.slow
+def test_rolling_upgrade_is_observable(bins, agents, net):
+    """Servers replaced one at a time by a newer build keep their node ids and data; versions show in the API."""
+    old, new = bins[("consul", "1.20.1")], bins[("consul", "1.20.2")]
+    servers = {i: agents(old, cfg(net, i, server=True), f"s{i}") for i in (1, 2, 3)}
+    a1 = f"{net(1)}:8500"
+    wait_for(lambda: leader_of(a1), 30, what="leader")
+    wait_for(lambda: kv_put(a1, "before", "upgrade") == (200, True), 10)
+    ids = {m["Name"]: m["Tags"]["id"] for m in http(a1, "/v1/agent/members")[1]}
+    for i in (1, 2, 3):
+        addr = f"{net(i)}:8500"
+        if i == 2:
+            # graceful path: `consul leave` removes the server from the raft configuration first
+            r = run(old, "leave", "-http-addr", addr)
+            assert r.returncode == 0 and r.stdout.strip() == "Graceful leave complete"
+            servers[i].proc.wait(15)
+            wait_for(lambda i=i: f"n{i}" not in [s["Node"] for s in raft_servers(f"{net(1 if i != 1 else 3)}:8500") or [{"Node": f"n{i}"}]],
+                     15, what="left server removed from raft")
+        else:
+            servers[i].stop(signal.SIGTERM)
+        servers[i].exe = new
+        servers[i].start()
+        wait_for(lambda addr=addr: http(addr, "/v1/agent/self")[1]["Config"]["Version"] == "1.20.2", 20, what="new version up")
+        other = f"{net(3 if i != 3 else 1)}:8500"
+        wait_for(lambda i=i, other=other: any(s["Node"] == f"n{i}" and s["Voter"] for s in raft_servers(other) or []), 30,
+                 what=f"n{i} voter again")
+        wait_for(lambda other=other: (lambda h: h[0] == 200 and h[1]["Healthy"] and h[1]["FailureTolerance"] == 1)(
+            http(other, "/v1/operator/autopilot/health")), 30, what="cluster healthy")
+        builds = {m["Name"]: m["Tags"]["build"].split(":")[0] for m in http(other, "/v1/agent/members")[1]}
+        assert builds[f"n{i}"] == "1.20.2"
+    health = http(a1, "/v1/operator/autopilot/health")[1]
+    assert {s["Version"] for s in health["Servers"]} == {"1.20.2"}
+    assert {m["Name"]: m["Tags"]["id"] for m in http(a1, "/v1/agent/members")[1]} == ids  # node ids persisted
+    assert http(a1, "/v1/kv/before?raw") == (200, "upgrade")
+    # SIGHUP reloads configuration without restarting
+    servers[1].proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reloaded configuration" in servers[1].log, 10, what="reload")
+    assert servers[1].alive()
