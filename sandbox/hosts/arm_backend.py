@@ -1,7 +1,9 @@
 """Instance backend of the ARM emulator: scale-set instances become real local hosts.
 
 ``python -m sandbox.arm serve --hosts ...`` loads ``HostsBackend`` (options from
-``--hosts-opt KEY=VALUE``: ``run_dir``, ``state_dir``, ``boot_timeout``, ``keep``).
+``--hosts-opt KEY=VALUE``: ``run_dir``, ``state_dir``, ``boot_timeout``, ``keep``,
+``expose=PORT[:LOCALPORT],...`` to make controller services on 127.0.0.1 reachable from the
+hosts as ``sandbox-controller:PORT``).
 
 Mapping (documented decisions):
 
@@ -86,7 +88,8 @@ def _state_dir_from_argv() -> str | None:
 
 class HostsBackend(InstanceBackend):
     def __init__(self, run_dir: str | None = None, state_dir: str | None = None,
-                 boot_timeout: str | float = 120, keep: str | bool = False, **_ignored):
+                 boot_timeout: str | float = 120, keep: str | bool = False, expose: str = "",
+                 **_ignored):
         self.state_dir = state_dir or _state_dir_from_argv()
         if run_dir is None and self.state_dir:
             run_dir = os.path.join(os.path.abspath(self.state_dir), "hosts-run")
@@ -99,6 +102,9 @@ class HostsBackend(InstanceBackend):
         self._lock = threading.Lock()
         self._base: str | None = None
         self._ca: str | None = None
+        for spec in filter(None, str(expose).split(",")):
+            port, _, to = spec.partition(":")
+            host.expose(int(port), int(to or port))
 
     # ------------------------------------------------------------------ emulator link
     def bind(self, base_url: str, ca_path: str, state_dir: str | None = None) -> None:

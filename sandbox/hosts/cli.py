@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("image", help="build / show the cached Debian 12 image")
-    p.add_argument("action", choices=["build", "path", "hash"])
+    p.add_argument("action", choices=["build", "path", "hash", "prune"])
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
 
     p = sub.add_parser("up", help="create and boot a host (waits until sshd answers)")
@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="*")
     p.add_argument("--cidr", action="append", default=[])
 
+    p = sub.add_parser("expose", help="make a controller service on 127.0.0.1:PORT reachable from every "
+                       "host as <gateway>:PORT (also as sandbox-controller:PORT)")
+    p.add_argument("port", type=int)
+    p.add_argument("--to", type=int, help="loopback port on the controller (default: the same port)")
+    p.add_argument("--remove", action="store_true")
+
     p = sub.add_parser("arm", help="point hosts at an ARM emulator (gateway:443 + CA + IMDS tokens)")
     p.add_argument("--url", help="emulator base URL, e.g. https://127.0.0.1:8443 (omit to unset)")
     p.add_argument("--ca", help="emulator CA (DIR/ca.pem)")
@@ -90,6 +96,8 @@ def _run(a, extra: list[str]) -> int:
             cur = image.current_image()
             print(cur or "")
             return 0 if cur else 1
+        elif a.action == "prune":
+            _print({"removed": image.prune()})
         else:
             print(image.recipe_hash())
     elif a.cmd == "up":
@@ -136,6 +144,8 @@ def _run(a, extra: list[str]) -> int:
             from . import state
             st = state.read()
             _print({"networks": st["networks"], "peerings": st["peerings"]})
+    elif a.cmd == "expose":
+        host.expose(a.port, a.to or a.port, remove=a.remove)
     elif a.cmd == "arm":
         host.set_arm(a.url, a.ca)
     return 0

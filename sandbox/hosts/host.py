@@ -268,7 +268,7 @@ def _write_guest_files(h: dict, merged: Path, arm_ca: str | None) -> None:
     hn = h["hostname"]
     (merged / "etc/hostname").write_text(hn + "\n")
     hosts = f"127.0.0.1 localhost\n127.0.1.1 {hn}\n::1 localhost ip6-localhost ip6-loopback\n"
-    hosts += f"{h['gateway']} {' '.join(ARM_HOSTNAMES)}\n"
+    hosts += f"{h['gateway']} sandbox-controller {' '.join(ARM_HOSTNAMES)}\n"
     (merged / "etc/hosts").write_text(hosts)
     seed = merged / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True, exist_ok=True)
@@ -566,6 +566,19 @@ def set_arm(admin_url: str | None, ca: str | None) -> None:
             st["arm"] = {"url": admin_url.rstrip("/"), "port": port, "ca": ca}
         else:
             st["arm"] = None
+        net.apply_ruleset(st)
+
+
+def expose(port: int, to: int | None = None, remove: bool = False) -> None:
+    """Hosts reach the controller's 127.0.0.1:``to`` as <gateway>:``port`` (e.g. a release mirror)."""
+    if port == 443 or not 0 < port < 65536:
+        raise SandboxError(f"port {port} cannot be exposed (443 is the ARM emulator)")
+    with state.locked() as st:
+        ex = st.setdefault("exposed", {})
+        if remove:
+            ex.pop(str(port), None)
+        else:
+            ex[str(port)] = int(to or port)
         net.apply_ruleset(st)
 
 

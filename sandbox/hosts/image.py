@@ -48,9 +48,17 @@ FILES = {
 network: {config: disabled}
 # Keep the image's host keys: no key generation on first boot (fast boot).
 ssh_deletekeys: false
-ssh_genkeytypes: []
-# azureuser exists in the image already (as osProfile.adminUsername on Azure).
-users: []
+ssh_genkeytypes: [ed25519]
+# The admin user (osProfile.adminUsername on Azure) exists in the image already; cloud-init
+# only makes sure of its groups and sudo rights.
+system_info:
+  default_user:
+    name: azureuser
+    lock_passwd: true
+    gecos: Azure admin user
+    groups: [adm, sudo]
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    shell: /bin/bash
 disable_root: true
 resize_rootfs: false
 growpart: {mode: "off"}
@@ -75,7 +83,7 @@ GSSAPIAuthentication no
     "etc/resolv.conf": "",
 }
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 def ensure_ssh_key() -> Path:
@@ -215,13 +223,26 @@ def build(force: bool = False, log=sys.stderr) -> Path:
         return final / "rootfs"
 
 
-def prune(keep: set[str]) -> list[str]:
-    """Remove images of older recipes that no running host uses; returns removed hashes."""
+def images_in_use() -> set[str]:
+    """Hashes of images that are the lower dir of a mounted host root (any sandbox)."""
+    used = set()
+    prefix = f"lowerdir={images_dir()}/"
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        i = line.find(prefix)
+        if i >= 0:
+            used.add(line[i + len(prefix):].split("/", 1)[0])
+    return used
+
+
+def prune() -> list[str]:
+    """Remove images of older recipes that no mounted host root uses; returns removed hashes."""
     removed = []
-    cur = recipe_hash()
-    for d in images_dir().glob("*"):
-        if d.name.startswith(".") or d.name in keep or d.name == cur:
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d.name)
+    keep = images_in_use() | {recipe_hash()}
+    with open(images_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for d in images_dir().glob("*"):
+            if d.name.startswith(".") or d.name in keep or not d.is_dir():
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
     return removed

@@ -14,7 +14,7 @@ entering or leaving a sandbox bridge through the controller is dropped (hosts re
 other networks nor the outside world). Same-subnet traffic is bridged (layer 2).
 
 IMDS and ARM: ``169.254.169.254:80`` and ``<gateway>:443`` are DNAT'ed to the IMDS server
-and to the ARM emulator on 127.0.0.1 (``route_localnet`` on the sandbox bridges only), so the
+and to the ARM emulator on 127.0.0.1 (and ``<gateway>:PORT`` of ``expose``d services) (``route_localnet`` on the sandbox bridges only), so the
 source address of a request is the host's own address.
 """
 
@@ -134,6 +134,11 @@ def ruleset(st: dict) -> str:
             for gw in n["gateways"]:
                 lines.append(f'    iifname "{n["bridge"]}" ip daddr {gw[0]} tcp dport 443 '
                              f'dnat ip to 127.0.0.1:{arm["port"]}')
+    for port, to in sorted((st.get("exposed") or {}).items()):
+        for n in nets.values():
+            for gw in n["gateways"]:
+                lines.append(f'    iifname "{n["bridge"]}" ip daddr {gw[0]} tcp dport {int(port)} '
+                             f'dnat ip to 127.0.0.1:{int(to)}')
     lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -45,6 +45,13 @@ class Sandbox:
         """Run a shell script inside host ``name`` as root (nsenter)."""
         return self.cli("exec", name, "--", "sh", "-c", script, check=check)
 
+    def reaches(self, name: str, ip: str, tries: int = 5) -> bool:
+        """True when host ``name`` gets an ICMP echo reply from ``ip`` (retried: boxes are busy)."""
+        for _ in range(tries):
+            if self.sh(name, f"ping -c1 -W2 {ip} >/dev/null").returncode == 0:
+                return True
+        return False
+
     def ssh(self, ip: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
         key = self.cli("ssh-key").stdout.strip()
         return subprocess.run(["ssh", "-i", key, *SSH_OPTS, f"azureuser@{ip}", command],

@@ -65,7 +65,7 @@ def test_custom_data_runs_at_first_boot(sandbox, hosts):
 
 
 def _ping(sandbox, src, ip):
-    return sandbox.sh(src, f"ping -c1 -W1 {ip} >/dev/null").returncode == 0
+    return sandbox.reaches(src, ip, tries=2)
 
 
 def test_networks_isolated_until_connected(sandbox, hosts):
