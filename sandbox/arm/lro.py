@@ -41,7 +41,10 @@ class Lro:
     def ops(self) -> dict:
         return self.app.store.data["operations"]
 
-    def start(self, req, namespace: str, location: str, kind: str, args: dict, resource_id: str = "") -> dict:
+    def start(self, req, namespace: str, location: str, kind: str, args: dict, resource_id: str = "",
+              settle: float = 0.0) -> dict:
+        """Create the operation and queue its job; ``settle`` waits that long for a quick job to finish
+        (near-instant network writes), so the client's first poll already sees the end state."""
         op_id = str(uuid.uuid4())
         sub = self.app.identity["subscription_id"]
         op = {"name": op_id, "status": "InProgress", "startTime": now_iso(), "namespace": namespace,
@@ -51,6 +54,9 @@ class Lro:
             self.ops[op_id] = op
             self.app.store.touch()
         self._submit(op_id)
+        if settle:
+            with self._cv:
+                self._cv.wait_for(lambda: op_id not in self._inflight, timeout=settle)
         return op
 
     def _submit(self, op_id: str) -> None:

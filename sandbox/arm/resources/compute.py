@@ -248,11 +248,11 @@ def _write_vmss(app, req, rg, name, spec, patch):
             quotas.check(app, location, {family: grow * cpus})
         body = _vmss_body(app, rid if not old else old["body"]["id"], spec, location, size, capacity, mode, zones,
                           single_pg, old)
+        model_changed = bool(old) and _model_signature(old["x"]["spec"]) != _model_signature(spec)
         x = old["x"] if old else {"model_version": 1, "next_id": 0, "client_id": new_guid()}
         x["spec"] = deep(spec)
         x["size"] = size
         x["model"] = _normalize_profile(get_path(spec, "properties.virtualMachineProfile"))
-        model_changed = bool(old) and _model_signature(old["x"]["spec"]) != _model_signature(spec)
         if model_changed:
             x["model_version"] += 1
         rec = app.store.put(body, x)

@@ -54,7 +54,7 @@ def _write_response(app, req, rec, created: bool, hook: str | None = None, extra
     body = rec["body"]
     location = _location_of(app, body["id"])
     op = app.lro.start(req, NS, location, "net_provision", {"rid": body["id"], "hook": hook, **(extra or {})},
-                       body["id"])
+                       body["id"], settle=_settle(app))
     view = render(app, rec)
     view["properties"]["provisioningState"] = "Updating"
     return Response(201 if created else 200, view, app.lro.headers(op, location=False))
@@ -64,6 +64,10 @@ def _location_of(app, rid: str) -> str:
     parts = rid.split("/")
     vnet_or_nsg = app.store.get("/".join(parts[:9]))
     return vnet_or_nsg["body"].get("location", "eastus") if vnet_or_nsg else "eastus"
+
+
+def _settle(app) -> float:
+    return 0.2 if app.config.network_seconds == 0 else 0.0
 
 
 @job("net_provision")
@@ -105,7 +109,8 @@ def _accepted_delete(app, req, rid) -> Response:
         if rec is None:
             return Response(204)
         rec["body"]["properties"]["provisioningState"] = "Deleting"
-    op = app.lro.start(req, NS, _location_of(app, rid), "net_delete", {"rid": rec["body"]["id"]}, rid)
+    op = app.lro.start(req, NS, _location_of(app, rid), "net_delete", {"rid": rec["body"]["id"]}, rid,
+                       settle=_settle(app))
     return app.lro.accepted(op)
 
 

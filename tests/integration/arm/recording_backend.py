@@ -1,0 +1,44 @@
+"""An InstanceBackend for tests: appends every call as a JSON line to ``log`` and can be slow."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from sandbox.arm.backend import InstanceBackend
+
+
+class RecordingBackend(InstanceBackend):
+    def __init__(self, log: str, delay: str = "0"):
+        self.path = log
+        self.delay = float(delay)
+        self.lock = threading.Lock()
+
+    def _log(self, event: str, payload) -> None:
+        with self.lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"event": event, "payload": payload, "time": time.time()}) + "\n")
+
+    def network_created(self, network_id, address_prefixes):
+        self._log("network_created", [network_id, address_prefixes])
+
+    def network_deleted(self, network_id):
+        self._log("network_deleted", network_id)
+
+    def networks_peered(self, a, b):
+        self._log("networks_peered", [a, b])
+
+    def networks_unpeered(self, a, b):
+        self._log("networks_unpeered", [a, b])
+
+    def instance_created(self, instance):
+        time.sleep(self.delay)
+        self._log("instance_created", instance)
+
+    def instance_restarted(self, instance):
+        self._log("instance_restarted", instance)
+
+    def instance_reimaged(self, instance):
+        self._log("instance_reimaged", instance)
+
+    def instance_deleted(self, instance):
+        self._log("instance_deleted", instance)
