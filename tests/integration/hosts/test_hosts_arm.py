@@ -189,10 +189,22 @@ def test_imds_token_for_system_identity(emu, scale_set):
     if not _cert_has_azure_names(arm):
         pytest.skip("emulator certificate lacks the management.azure.com SAN (see .notes/hosts-needs-arm.md)")
     sub = arm.subscription_id
-    r = sb.sh(name, "curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer " + tok["access_token"]
-              + f"' 'https://management.azure.com/subscriptions/{sub}/resourceGroups/{RG}/providers/"
-              "Microsoft.Compute/virtualMachineScaleSets/web?api-version=2024-07-01'")
-    assert r.stdout in ("200", "403"), r.stdout + r.stderr   # TLS + routing work; 403 = no role yet
+    scope = f"/subscriptions/{sub}/resourceGroups/{RG}"
+    url = f"https://management.azure.com{scope}/providers/Microsoft.Compute/virtualMachineScaleSets/web?api-version=2024-07-01"
+    get = ("curl -s -w '\\n%{http_code}' -H 'Authorization: Bearer " + tok["access_token"] + f"' '{url}'")
+    body, _, code = sb.sh(name, get).stdout.rpartition("\n")
+    assert code == "403" and "AuthorizationFailed" in body      # the identity has no role yet
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+    auth = AuthorizationManagementClient(arm.credential(), sub, **arm.client_kwargs())
+    principal = next(i["principal_id"] for i in arm.instances() if i["vmss_name"] == "web")
+    auth.role_assignments.create(scope, "5a0e6c8e-1b6a-4d36-9a53-0c3a1f6e2b11", RoleAssignmentCreateParameters(
+        role_definition_id=f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
+                           "acdd72a7-3385-48ef-bd42-f606fba81ae7",   # Reader
+        principal_id=principal, principal_type="ServicePrincipal"))
+    body, _, code = sb.sh(name, get).stdout.rpartition("\n")
+    assert code == "200", body
+    assert json.loads(body)["name"] == "web"
 
 
 def _cert_has_azure_names(arm) -> bool:
