@@ -112,7 +112,7 @@ def format_duration(sec: float) -> str:
 
 # ---------------------------------------------------------------- loading
 
-def load_files(paths: list[str], fmt: str | None = None) -> list[tuple[str, dict]]:
+def load_files(paths: list[str], fmt: str | None = None, strict_ext: bool = False) -> list[tuple[str, dict]]:
     """Load config files/dirs in the order given; a directory contributes its *.hcl/*.json
     files in lexical order (like the real agents). Returns [(path, data)]."""
     docs = []
@@ -125,6 +125,9 @@ def load_files(paths: list[str], fmt: str | None = None) -> list[tuple[str, dict
                     continue
                 docs.append((str(f), _load_one(f, fmt)))
         elif pp.is_file():
+            if strict_ext and fmt is None and pp.suffix not in (".hcl", ".json"):
+                raise ConfigError(f"failed to load {p}: unknown config format (file name must end in .hcl or .json; "
+                                  "use -config-format=hcl|json)")
             docs.append((str(pp), _load_one(pp, fmt)))
         else:
             raise ConfigError(f"Error loading {p}: stat {p}: no such file or directory")
@@ -356,7 +359,7 @@ def nomad_rules(c: dict, for_agent: bool) -> list[str]:
 def load_and_check(product: str, paths: list[str], fmt: str | None = None, for_agent: bool = True) -> tuple[dict, list[str]]:
     """Returns (merged config, errors). Errors name the key."""
     try:
-        docs = load_files(paths, fmt)
+        docs = load_files(paths, fmt, strict_ext=product == "consul")
     except ConfigError as e:
         return {}, [str(e)]
     merged: dict = {}

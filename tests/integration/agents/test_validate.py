@@ -119,3 +119,13 @@ def test_keygen_formats(consul, nomad):
         key = r.stdout.strip()
         assert r.returncode == 0 and len(key) == 44 and key.endswith("=")
         assert len(base64.b64decode(key)) == 32
+
+
+def test_consul_validate_temp_file_needs_config_format(consul, tmp_path):
+    """Ansible's `validate:` passes a temp file without extension: like the real CLI, -config-format is needed."""
+    f = tmp_path / "tmpXYZ"
+    f.write_text(GOOD_CONSUL)
+    r = run(consul, "validate", str(f))
+    assert r.returncode == 1 and "-config-format" in r.stderr
+    r = run(consul, "validate", "-config-format=hcl", str(f))
+    assert r.returncode == 0 and r.stdout.strip() == "Configuration is valid!"
