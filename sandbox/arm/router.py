@@ -77,14 +77,15 @@ class Response:
     headers: dict = field(default_factory=dict)
 
 
-def paged(req: Request, items: list, page_size: int) -> dict:
-    """One page of a list plus nextLink (with $skiptoken) as ARM pages long lists."""
+def paged(req: Request, items: list, page_size: int, render=None) -> dict:
+    """One page of a list plus nextLink (with $skiptoken) as ARM pages long lists; ``render`` is
+    applied to the items of the page only."""
     try:
         start = int(req.q("$skiptoken") or 0)
     except ValueError:
         start = 0
     chunk = items[start:start + page_size]
-    body = {"value": chunk}
+    body = {"value": [render(i) for i in chunk] if render else chunk}
     if start + page_size < len(items):
         body["nextLink"] = req.url(**{"$skiptoken": str(start + page_size)})
     return body

@@ -120,7 +120,12 @@ class App:
                     raise ArmError(400, "InvalidRequestContent",
                                    "The request content was invalid and could not be deserialized: "
                                    f"'{req.extra['bad_json']}'.")
-            resp = fn(self, req, **groups)
+            if req.method in ("GET", "HEAD"):
+                # Reads see a consistent snapshot: writers and LRO jobs mutate under the same lock.
+                with self.store.lock:
+                    resp = fn(self, req, **groups)
+            else:
+                resp = fn(self, req, **groups)
             if isinstance(resp, tuple):
                 resp = Response(*resp)
             return resp

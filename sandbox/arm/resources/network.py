@@ -632,8 +632,8 @@ C = RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets/(?P<vmss>[^/]+)
 def list_vmss_nics(app, req, sub, rg, vmss):
     from .compute import get_vmss_rec
     vrec = get_vmss_rec(app, rg, vmss)
-    items = [deep(r["body"]) for r in app.store.of_type(VMSS_NIC, vrec["body"]["id"])]
-    return Response(200, paged(req, items, app.config.page_size))
+    return Response(200, paged(req, app.store.of_type(VMSS_NIC, vrec["body"]["id"]), app.config.page_size,
+                               lambda r: deep(r["body"])))
 
 
 @route("GET", C + r"/virtualMachines/(?P<iid>[^/]+)/networkInterfaces")
@@ -668,12 +668,12 @@ def get_nic(app, req, sub, rg, nic):
 def list_nics(app, req, sub, rg):
     require_rg(app, rg)
     prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
-    return Response(200, paged(req, [deep(r["body"]) for r in app.store.of_type(NIC, prefix)], app.config.page_size))
+    return Response(200, paged(req, app.store.of_type(NIC, prefix), app.config.page_size, lambda r: deep(r["body"])))
 
 
 @route("GET", SUB + r"/providers/Microsoft\.Network/networkInterfaces")
 def list_all_nics(app, req, sub):
-    return Response(200, paged(req, [deep(r["body"]) for r in app.store.of_type(NIC)], app.config.page_size))
+    return Response(200, paged(req, app.store.of_type(NIC), app.config.page_size, lambda r: deep(r["body"])))
 
 
 @route("DELETE", RG + r"/providers/Microsoft\.Network/networkInterfaces/(?P<nic>[^/]+)")
