@@ -160,6 +160,96 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+# --------------------------------------------------------------------------- cgroups
+#
+# systemd-nspawn --keep-unit puts the container under "payload/" of its own cgroup. Started
+# from one common cgroup, all hosts would share payload/system.slice/... (one unit's cgroup
+# holding several hosts' processes). Each host therefore starts in a cgroup of its own:
+# <hierarchy>/hashistack-sandbox/<tag>-<name> in the named systemd (v1) and the unified (v2)
+# hierarchy, and a child of the controller's memory cgroup (v1) for memory accounting.
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_GROUP = "hashistack-sandbox"
+
+
+def _own_cgroup(controller: str) -> str | None:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            return path
+    return None
+
+
+def cgroup_dirs(tag: str, name: str) -> list[str]:
+    leaf = f"{tag}-{name}"
+    out = []
+    if (CGROUP_ROOT / "cgroup.procs").exists():                 # pure cgroup v2
+        out.append(CGROUP_ROOT / CGROUP_GROUP / leaf)
+    else:                                                       # v1 / hybrid
+        for hier in ("systemd", "unified"):
+            if (CGROUP_ROOT / hier / "cgroup.procs").exists():
+                out.append(CGROUP_ROOT / hier / CGROUP_GROUP / leaf)
+        mem = _own_cgroup("memory")
+        if mem is not None and (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+            out.append(CGROUP_ROOT / "memory" / mem.lstrip("/") / f"{CGROUP_GROUP}-{leaf}")
+    return [str(p) for p in out]
+
+
+def _enter_cgroups(dirs: list[str]):
+    """preexec_fn: move the new process into ``dirs`` (best effort)."""
+    def enter():
+        for d in dirs:
+            try:
+                os.makedirs(d, exist_ok=True)
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                pass
+    return enter
+
+
+def remove_cgroups(dirs: list[str]) -> None:
+    for d in dirs:
+        if not os.path.isdir(d):
+            continue
+        for root, _subdirs, _files in sorted(os.walk(d, topdown=False), key=lambda w: -len(w[0])):
+            for _ in range(20):
+                try:
+                    os.rmdir(root)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def leftover_cgroups(tag: str) -> list[str]:
+    out = []
+    for base in [CGROUP_ROOT, CGROUP_ROOT / "systemd", CGROUP_ROOT / "unified"]:
+        g = base / CGROUP_GROUP
+        if g.is_dir():
+            out += [str(p) for p in g.iterdir() if p.name.startswith(f"{tag}-")]
+    mem = _own_cgroup("memory")
+    if mem is not None:
+        g = CGROUP_ROOT / "memory" / mem.lstrip("/")
+        if g.is_dir():
+            out += [str(p) for p in g.iterdir() if p.name.startswith(f"{CGROUP_GROUP}-{tag}-")]
+    return sorted(out)
+
+
+def memory_bytes(h: dict) -> int | None:
+    """Memory charged to the host's cgroup (v1 memory.usage_in_bytes or v2 memory.current)."""
+    for d in h.get("cgroups") or []:
+        for f in ("memory.usage_in_bytes", "memory.current"):
+            p = Path(d) / f
+            if p.exists():
+                try:
+                    return int(p.read_text())
+                except (OSError, ValueError):
+                    pass
+    return None
+
+
 # --------------------------------------------------------------------------- mounts
 
 def _mounted(path: str) -> bool:
@@ -309,8 +399,10 @@ def _start(h: dict) -> None:
     # The shell restarts the container when the guest reboots itself (nspawn exits 133).
     script = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
     log = open(d / "console.log", "ab")
+    h["cgroups"] = cgroup_dirs(st["tag"], h["name"])
     p = subprocess.Popen(["sh", "-c", script, "hsb-supervise", *cmd], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, close_fds=True)
+                         stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                         preexec_fn=_enter_cgroups(h["cgroups"]))
     log.close()
     h["pid"], h["pid_start"] = p.pid, _proc_start(p.pid)
     h["booted_at"] = time.time()
@@ -434,6 +526,7 @@ def _stop_processes(h: dict, timeout: float = 10.0) -> None:
     rest = container_inits(f"{h['dir']}/upper,")
     _kill(rest, signal.SIGKILL)
     _wait_gone(pids + rest, 5)
+    remove_cgroups(h.get("cgroups") or [])
 
 
 def stop(name: str, timeout: float = 10.0) -> None:
@@ -617,6 +710,7 @@ def down_all() -> dict:
         net.delete_link(link)
     removed["networks"] = list(st["networks"])
     net.delete_ruleset(tag)
+    remove_cgroups(leftover_cgroups(tag))
     # 3. helper processes (IMDS server).
     im = st.get("imds") or {}
     if _alive(im.get("pid"), im.get("pid_start")):
@@ -638,7 +732,7 @@ def leftovers() -> dict:
     r = subprocess.run(["nft", "list", "table", "inet", net.nft_table(tag)],
                        capture_output=True, text=True)
     return {"netns": net.leftover_netns(tag), "links": net.leftover_links(tag),
-            "mounts": leftover_mounts(run),
+            "mounts": leftover_mounts(run), "cgroups": leftover_cgroups(tag),
             "processes": (_nspawn_procs_for(run) + container_inits(f"{run}/hosts/")
                           + imds_server.find_servers(run)),
             "nft": r.returncode == 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from hosts_helpers import can_boot_hosts, make_sandbox
+from hosts_helpers import CLEAN, can_boot_hosts, make_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -19,4 +19,4 @@ def sandbox():
     sb.cli("down", "--all")
     left = sb.leftovers()
     shutil.rmtree(sb.run, ignore_errors=True)
-    assert left == {"links": [], "mounts": [], "netns": [], "nft": False, "processes": []}
+    assert left == CLEAN

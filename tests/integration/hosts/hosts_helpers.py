@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+# What `leftovers` reports for a sandbox that is completely gone.
+CLEAN = {"cgroups": [], "links": [], "mounts": [], "netns": [], "nft": False, "processes": []}
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
 

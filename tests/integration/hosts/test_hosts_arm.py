@@ -15,7 +15,7 @@ import ssl
 import time
 
 import pytest
-from hosts_helpers import Sandbox, can_boot_hosts
+from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
 
 pytestmark = pytest.mark.hosts
 
@@ -51,7 +51,7 @@ def emu():
         left = sb.leftovers()
         arm_dir = arm.state_dir
         arm.cleanup() if hasattr(arm, "cleanup") else shutil.rmtree(arm_dir, ignore_errors=True)
-        assert left == {"links": [], "mounts": [], "netns": [], "nft": False, "processes": []}
+        assert left == CLEAN
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from hosts_helpers import can_boot_hosts, make_sandbox
+from hosts_helpers import CLEAN, can_boot_hosts, make_sandbox
 
 pytestmark = pytest.mark.hosts
 
@@ -186,11 +186,11 @@ def test_crash_recovery_and_sequential_sandboxes():
             except ProcessLookupError:
                 pass
         sb.cli("down", "--all")
-        assert sb.leftovers() == {"links": [], "mounts": [], "netns": [], "nft": False, "processes": []}
+        assert sb.leftovers() == CLEAN
         # the same sandbox (run dir) comes up again
         sb.cli_json("up", "c1", "--network", "crash", "--ip", "10.93.9.11")
         assert sb.ssh("10.93.9.11", "hostname").stdout.strip() == "c1"
     finally:
         sb.cli("down", "--all")
         shutil.rmtree(sb.run, ignore_errors=True)
-    assert sb.leftovers() == {"links": [], "mounts": [], "netns": [], "nft": False, "processes": []}
+    assert sb.leftovers() == CLEAN
