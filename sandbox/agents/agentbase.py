@@ -43,7 +43,7 @@ class BaseAgent:
         self.dev = dev
         self.data_dir = Path(cfg.get("data_dir") or "/tmp/sandbox-agent").resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = Logger(cfg.get("log_level", "INFO"), cfg.get("log_file") if cfg.get("log_file", "").endswith(".log") else None)
+        self.log = Logger(str(cfg.get("log_level", "INFO")), self._log_path(cfg.get("log_file")))
         self.node_id = self._node_id()
         self.stopping = threading.Event()
         self.left = False
@@ -51,6 +51,17 @@ class BaseAgent:
         self.raft: Raft | None = None
         self.servers_http = []
         self.started = time.time()
+
+    def _log_path(self, v):
+        """log_file: a file, or a directory (ends with / or exists) that gets <product>.log."""
+        if not v:
+            return None
+        p = Path(v)
+        if v.endswith("/") or p.is_dir():
+            p.mkdir(parents=True, exist_ok=True)
+            return str(p / f"{self.product}.log")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return str(p)
 
     # ------------------------------------------------------------ identity
     def _node_id(self) -> str:

@@ -379,11 +379,15 @@ def env_override_paths() -> None:  # pragma: no cover - placeholder for symmetry
     return None
 
 
-def resolve_addr(v: str | None, default: str) -> str:
+def resolve_addr(v: str | None, default: str, multi: bool = False) -> str:
+    """Render go-sockaddr templates; the first address (or all, space separated, when multi)."""
     from .sockaddr import render
     if not v:
         return default
-    return render(v).split()[0] if render(v).strip() else default
+    out = render(v).split()
+    if not out:
+        return default
+    return " ".join(out) if multi else out[0]
 
 
 def hostname() -> str:

@@ -72,13 +72,13 @@ class ConsulAgent(BaseAgent):
         bind = resolve_addr(c.get("bind_addr"), "0.0.0.0")
         self.bind = bind
         self.advertise = resolve_addr(c.get("advertise_addr"), bind if bind != "0.0.0.0" else resolve_addr("{{ GetPrivateIP }}", "127.0.0.1"))
-        client_addr = resolve_addr(c.get("client_addr"), "127.0.0.1")
+        client_addr = resolve_addr(c.get("client_addr"), "127.0.0.1", multi=True)
         ports = c.get("ports") or {}
         self.http_port = ports.get("http", 8500)
         self.serf_port = ports.get("serf_lan", 8301)
         self.server_port = ports.get("server", 8300)
         addrs = c.get("addresses") or {}
-        self.http_addr = resolve_addr(addrs.get("http"), client_addr)
+        self.http_addr = resolve_addr(addrs.get("http"), client_addr, multi=True)
         self.expect = c.get("bootstrap_expect") or (1 if c.get("bootstrap") else 0)
         perf = c.get("performance") or {}
         self.mult = perf.get("raft_multiplier") or 5
@@ -630,7 +630,12 @@ def _client_cmd(cmd, o, multi, rest) -> int:
     if cmd == "operator" and rest[:1] == ["raft"]:
         sub = rest[1] if len(rest) > 1 else ""
         if sub == "list-peers":
-            cfgj = _api(o, "/operator/raft/configuration" + ("?stale" if o.get("stale") == "true" else ""))
+            try:
+                cfgj = _api(o, "/operator/raft/configuration" + ("?stale" if o.get("stale") == "true" else ""))
+            except RPCError as e:
+                if e.status == 0:
+                    raise
+                return _err(f"Error getting peers: Failed to retrieve raft configuration: Unexpected response code: {e.status} ({e})")
             rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]]
             for s in cfgj["Servers"]:
                 rows.append([s["Node"], s["ID"], s["Address"], "leader" if s["Leader"] else "follower",
