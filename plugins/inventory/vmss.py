@@ -201,6 +201,7 @@ import hashlib
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
@@ -225,6 +226,11 @@ except ImportError as exc:  # pragma: no cover
 
 
 CACHE_FORMAT = 1
+
+# ARM API versions of the list operations used (all GET).
+COMPUTE_API_VERSION = '2024-11-01'
+NETWORK_API_VERSION = '2024-05-01'
+VMSS_NETWORK_API_VERSION = '2018-10-01'   # the scale-set NIC / public IP views only exist in this version
 
 TAG_CLUSTER = 'hashistack_cluster'
 TAG_ROLE = 'hashistack_role'
@@ -548,17 +554,6 @@ def _error_text(exc):
     return message.splitlines()[0] if message else type(exc).__name__
 
 
-def _as_dict(item):
-    if isinstance(item, dict):
-        return item
-    if HAS_SHARED:
-        return _azure.to_dict(item)
-    as_dict = getattr(item, 'as_dict', None)
-    if as_dict is not None:
-        return as_dict()
-    return dict(item)
-
-
 def _explain(exc, what, session):
     if HAS_SHARED:
         return _azure.explain_error(exc, what, getattr(session, 'azure_session', None))
@@ -568,9 +563,10 @@ def _explain(exc, what, session):
 class Fetcher:
     """Runs the fetch plan against Azure and returns the raw (JSON-serializable) result.
 
-    ``session`` must provide ``compute(subscription_id)`` and ``network(subscription_id)`` returning
-    azure-mgmt clients (ComputeManagementClient / NetworkManagementClient) for that subscription, and
-    ``retry(fn)`` running ``fn`` under the shared operation-level retry policy.
+    ``session`` must provide ``prepare(subscription_id)`` (called once per subscription before the workers start)
+    and ``list_pages(subscription_id, path, params)`` returning every item of an ARM list operation, following
+    ``nextLink``; HTTP errors are raised as azure-core ``HttpResponseError``. ``retry(fn)`` runs ``fn`` under the
+    shared operation-level retry policy (the per-request retries, honouring Retry-After, happen in the pipeline).
     """
 
     def __init__(self, session, resource_groups=None, scale_set_patterns=None, tag_filters=None,
@@ -585,9 +581,9 @@ class Fetcher:
         self.warn = warn or (lambda msg: None)
 
     # every task below is exactly one (paged) list operation
-    def _list(self, pager_factory, what):
+    def _list(self, sub, path, params, what):
         def run():
-            return [_as_dict(item) for item in pager_factory()]
+            return self.session.list_pages(sub, path, params)
         try:
             return self.session.retry(run)
         except ClientAuthenticationError as exc:
@@ -601,44 +597,51 @@ class Fetcher:
         except AzureError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
 
+    @staticmethod
+    def _rg_path(sub, rg):
+        return '/subscriptions/%s/resourceGroups/%s/providers' % (quote(sub, safe=''), quote(rg, safe=''))
+
     def _task_scale_sets(self, sub, rg):
-        compute = self.session.compute(sub)
         if rg is None:
-            return self._list(compute.virtual_machine_scale_sets.list_all,
-                              'scale sets of subscription %s' % sub)
-        return self._list(lambda: compute.virtual_machine_scale_sets.list(rg),
-                          'scale sets of resource group %s (subscription %s)' % (rg, sub))
+            return self._list(sub, '/subscriptions/%s/providers/Microsoft.Compute/virtualMachineScaleSets' % quote(sub, safe=''),
+                              {'api-version': COMPUTE_API_VERSION}, 'listing the scale sets of subscription %s' % sub)
+        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachineScaleSets',
+                          {'api-version': COMPUTE_API_VERSION},
+                          'listing the scale sets of resource group %s (subscription %s)' % (rg, sub))
+
+    def _set_path(self, sub, rg, name):
+        return self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachineScaleSets/%s' % quote(name, safe='')
 
     def _task_uniform_instances(self, sub, rg, name):
-        compute = self.session.compute(sub)
-        return self._list(lambda: compute.virtual_machine_scale_set_vms.list(rg, name, expand='instanceView'),
-                          'instances of scale set %s (resource group %s)' % (name, rg))
+        return self._list(sub, self._set_path(sub, rg, name) + '/virtualMachines',
+                          {'api-version': COMPUTE_API_VERSION, '$expand': 'instanceView'},
+                          'listing the instances of scale set %s (resource group %s)' % (name, rg))
 
     def _task_flexible_instances(self, sub, rg, name, set_id):
-        compute = self.session.compute(sub)
-        query = "'virtualMachineScaleSet/id' eq '%s'" % set_id
-        return self._list(lambda: compute.virtual_machines.list(rg, filter=query, expand='instanceView'),
-                          'VMs of Flexible scale set %s (resource group %s)' % (name, rg))
+        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachines',
+                          {'api-version': COMPUTE_API_VERSION, '$expand': 'instanceView',
+                           '$filter': "'virtualMachineScaleSet/id' eq '%s'" % set_id},
+                          'listing the VMs of Flexible scale set %s (resource group %s)' % (name, rg))
 
     def _task_set_nics(self, sub, rg, name):
-        network = self.session.network(sub)
-        return self._list(lambda: network.network_interfaces.list_virtual_machine_scale_set_network_interfaces(rg, name),
-                          'network interfaces of scale set %s (resource group %s)' % (name, rg))
+        return self._list(sub, self._set_path(sub, rg, name) + '/networkInterfaces',
+                          {'api-version': VMSS_NETWORK_API_VERSION},
+                          'listing the network interfaces of scale set %s (resource group %s)' % (name, rg))
 
     def _task_set_public_ips(self, sub, rg, name):
-        network = self.session.network(sub)
-        return self._list(lambda: network.public_ip_addresses.list_virtual_machine_scale_set_public_ip_addresses(rg, name),
-                          'public IP addresses of scale set %s (resource group %s)' % (name, rg))
+        return self._list(sub, self._set_path(sub, rg, name) + '/publicipaddresses',
+                          {'api-version': VMSS_NETWORK_API_VERSION},
+                          'listing the public IP addresses of scale set %s (resource group %s)' % (name, rg))
 
     def _task_rg_nics(self, sub, rg):
-        network = self.session.network(sub)
-        return self._list(lambda: network.network_interfaces.list(rg),
-                          'network interfaces of resource group %s (subscription %s)' % (rg, sub))
+        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Network/networkInterfaces',
+                          {'api-version': NETWORK_API_VERSION},
+                          'listing the network interfaces of resource group %s (subscription %s)' % (rg, sub))
 
     def _task_rg_public_ips(self, sub, rg):
-        network = self.session.network(sub)
-        return self._list(lambda: network.public_ip_addresses.list(rg),
-                          'public IP addresses of resource group %s (subscription %s)' % (rg, sub))
+        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Network/publicIPAddresses',
+                          {'api-version': NETWORK_API_VERSION},
+                          'listing the public IP addresses of resource group %s (subscription %s)' % (rg, sub))
 
     def _forbidden(self, exc):
         if self.strict_permissions:
@@ -649,8 +652,7 @@ class Fetcher:
         result = {'format': CACHE_FORMAT, 'scale_sets': [], 'network': {}}
         for sub in subscriptions:
             # create the clients up front (in this thread): the workers only use them
-            self.session.compute(sub)
-            self.session.network(sub)
+            self.session.prepare(sub)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix='vmss-inventory') as pool:
             selected = self._select_scale_sets(pool, subscriptions)
             gone = self._fetch_members(pool, selected, result)
@@ -912,23 +914,25 @@ class _SessionAdapter:
 
     The shared ``AzureSession`` (credential, cloud, client options including the per-request retry
     policy that honours Retry-After) is created lazily, so an inventory served from the cache makes no
-    request at all. Clients are created per subscription with the session's own client options.
+    request at all. One management client per subscription is built by the session; its pipeline
+    (authentication, retries) sends the raw ARM list requests, whose JSON is kept as is: no per-item model
+    (de)serialization, and the same REST shapes as the Azure REST API reference.
     """
 
     def __init__(self, get_option, subscriptions):
         self._get_option = get_option
         self._subscriptions = list(subscriptions or [])
         self._session = None
-        self._classes = {}
+        self._client_class = None
         self._clients = {}
         self._retry = None
 
     @property
     def azure_session(self):
         if self._session is None:
+            # the compute client only serves as an authenticated, retrying ARM pipeline (send_request)
             from azure.mgmt.compute import ComputeManagementClient  # pylint: disable=import-outside-toplevel
-            from azure.mgmt.network import NetworkManagementClient  # pylint: disable=import-outside-toplevel
-            self._classes = {'compute': ComputeManagementClient, 'network': NetworkManagementClient}
+            self._client_class = ComputeManagementClient
             options = _azure.auth_options_from_plugin(self._get_option)
             self._session = _azure.AzureSession(options)
             self._retry = _azure.RetryPolicy(attempts=3, deadline=300)
@@ -937,17 +941,31 @@ class _SessionAdapter:
     def default_subscription(self):
         return self.azure_session.subscription_id
 
-    def _client(self, kind, subscription_id):
-        session = self.azure_session
-        client = session.client(self._classes[kind], subscription_id=subscription_id)
-        self._clients[(kind, subscription_id)] = client
-        return client
+    def prepare(self, subscription_id):
+        self._client(subscription_id)
 
-    def compute(self, subscription_id):
-        return self._client('compute', subscription_id)
+    def _client(self, subscription_id):
+        if subscription_id not in self._clients:
+            session = self.azure_session
+            self._clients[subscription_id] = session.client(self._client_class, subscription_id=subscription_id)
+        return self._clients[subscription_id]
 
-    def network(self, subscription_id):
-        return self._client('network', subscription_id)
+    def list_pages(self, subscription_id, path, params):
+        from azure.core.rest import HttpRequest  # pylint: disable=import-outside-toplevel
+        client = self._client(subscription_id)
+        url = '%s?%s' % (path, urlencode(params, quote_via=quote, safe="/'"))
+        items = []
+        seen = set()
+        while url:
+            response = client.send_request(HttpRequest('GET', url))
+            response.raise_for_status()
+            body = response.json() or {}
+            items.extend(body.get('value') or [])
+            url = body.get('nextLink')
+            if url in seen:   # a server repeating a nextLink must not loop forever
+                break
+            seen.add(url)
+        return items
 
     def retry(self, fn):
         if self._retry is None:

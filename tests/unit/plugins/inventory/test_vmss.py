@@ -237,37 +237,17 @@ def test_helpers():
 
 # ---------------------------------------------------------------------------------------------- fetch plan
 
-class Pager:
-    def __init__(self, items, fail=None):
-        self.items, self.fail = items, fail
-
-    def __iter__(self):
-        if self.fail:
-            raise self.fail
-        return iter(self.items)
-
-
 class FakeSession:
-    """Fake azure-mgmt clients answering from canned data and counting calls."""
+    """Answers the fetcher's ARM list requests from canned data and records them."""
 
     def __init__(self, raw, failures=None):
         self.raw = raw
         self.failures = failures or {}
         self.calls = []
         self.lock = threading.Lock()
-        self.compute_ops = _Ops(self, 'compute')
-        self.network_ops = _Ops(self, 'network')
 
-    def record(self, name, *args):
-        with self.lock:
-            self.calls.append((name,) + args)
-        return self.failures.get((name,) + args)
-
-    def compute(self, sub):
-        return self.compute_ops
-
-    def network(self, sub):
-        return self.network_ops
+    def prepare(self, sub):
+        pass
 
     def retry(self, fn):
         return fn()
@@ -275,55 +255,42 @@ class FakeSession:
     def entry(self, name):
         return next(e for e in self.raw['scale_sets'] if e['scale_set']['name'] == name)
 
-
-class _Ops:
-    def __init__(self, session, kind):
-        self.s = session
-        self.virtual_machine_scale_sets = self
-        self.virtual_machine_scale_set_vms = self
-        self.virtual_machines = self
-        self.network_interfaces = self
-        self.public_ip_addresses = self
-
-    def list_all(self):
-        return Pager([e['scale_set'] for e in self.s.raw['scale_sets']], self.s.record('list_all'))
-
-    def list(self, rg, name=None, expand=None, filter=None):
-        if name is not None:
-            assert expand == 'instanceView'
-            return Pager(self.s.entry(name)['instances'], self.s.record('vmss_vms', name))
-        if filter is not None:
-            assert expand == 'instanceView'
-            set_name = filter.rsplit('/', 1)[1].rstrip("'")
-            return Pager(self.s.entry(set_name)['instances'], self.s.record('flex_vms', set_name))
-        return Pager([e['scale_set'] for e in self.s.raw['scale_sets']], self.s.record('list_rg', rg))
-
-    def list_virtual_machine_scale_set_network_interfaces(self, rg, name):
-        return Pager(self.s.raw['network']['vmss:' + self.s.entry(name)['scale_set']['id'].lower()]['nics'],
-                     self.s.record('vmss_nics', name))
-
-    def list_virtual_machine_scale_set_public_ip_addresses(self, rg, name):
-        return Pager([], self.s.record('vmss_pips', name))
+    def list_pages(self, sub, path, params):
+        parts = path.split('/')
+        lowered = path.lower()
+        if lowered.endswith('/providers/microsoft.compute/virtualmachinescalesets'):
+            key = ('list_all',) if '/resourcegroups/' not in lowered else ('list_rg', parts[4])
+            items = [e['scale_set'] for e in self.raw['scale_sets']]
+        elif lowered.endswith('/virtualmachines') and '/virtualmachinescalesets/' in lowered:
+            assert params['$expand'] == 'instanceView'
+            key = ('vmss_vms', parts[-2])
+            items = self.entry(parts[-2])['instances']
+        elif lowered.endswith('/microsoft.compute/virtualmachines'):
+            assert params['$expand'] == 'instanceView'
+            name = params['$filter'].rsplit('/', 1)[1].rstrip("'")
+            key = ('flex_vms', name)
+            items = self.entry(name)['instances']
+        elif lowered.endswith('/networkinterfaces') and '/virtualmachinescalesets/' in lowered:
+            key = ('vmss_nics', parts[-2])
+            items = self.raw['network']['vmss:' + self.entry(parts[-2])['scale_set']['id'].lower()]['nics']
+        elif lowered.endswith('/microsoft.network/networkinterfaces'):
+            key = ('rg_nics', parts[4])
+            items = self.raw['network'].get(f'rg:{sub}/{parts[4]}'.lower(), {}).get('nics', [])
+        elif lowered.endswith('/publicipaddresses'):
+            key = ('pips', parts[-2])
+            items = []
+        else:
+            raise AssertionError(path)
+        with self.lock:
+            self.calls.append(key)
+        if key in self.failures:
+            raise self.failures[key]
+        return copy.deepcopy(items)
 
 
 def _fetch(session, **kwargs):
     warnings = []
     fetcher = vmss.Fetcher(session, warn=warnings.append, **kwargs)
-    # resource-group NIC listing goes through network_interfaces.list(rg): route it
-    orig_list = session.network_ops.list
-
-    def network_list(rg, *a, **kw):
-        if not a and not kw:
-            key = f'rg:{canned.SUB}/{rg}'.lower()
-            return Pager(session.raw['network'].get(key, {}).get('nics', []), session.record('rg_nics', rg))
-        return orig_list(rg, *a, **kw)
-
-    session.network_ops = type('N', (), {})()
-    session.network_ops.network_interfaces = type('NI', (), {})()
-    session.network_ops.network_interfaces.list = network_list
-    session.network_ops.network_interfaces.list_virtual_machine_scale_set_network_interfaces = \
-        _Ops(session, 'n').list_virtual_machine_scale_set_network_interfaces
-    session.network_ops.public_ip_addresses = _Ops(session, 'n')
     return fetcher.fetch([canned.SUB]), warnings
 
 
