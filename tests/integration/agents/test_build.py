@@ -77,6 +77,21 @@ def test_executables_report_their_version(bins, cli_ref):
     assert r.stdout.splitlines()[1].startswith("BuildDate ") and r.stdout.splitlines()[2].startswith("Revision ")
 
 
+def test_executable_is_self_contained(bins, tmp_path):
+    """Runs through its shebang with Debian's python3 only (no source tree, no venv), from any directory."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for product, v in (("consul", "1.20.1"), ("nomad", "1.9.3")):
+        r = subprocess.run([str(bins[(product, v)]), "version"], capture_output=True, text=True, env=env, cwd="/", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[0] == f"{product.capitalize()} v{v}"
+    cfgdir = tmp_path / "c"
+    cfgdir.mkdir()
+    (cfgdir / "x.hcl").write_text('data_dir = "/tmp/x"\nserver = true\nbootstrap_expect = 1\n')
+    r = subprocess.run([str(bins[("consul", "1.20.1")]), "validate", str(cfgdir)], capture_output=True, text=True, env=env,
+                       cwd="/", timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "Configuration is valid!", r.stderr
+
+
 def test_mirror_serves_tree(release):
     import functools
     import http.server

@@ -153,6 +153,9 @@ def test_nomad_cluster_jobs_drain_reschedule(nomad, agents, net, api_samples, cl
         "POST /v1/node/:node_id/eligibility": http(a1, f"/v1/node/{node_id}/eligibility", "POST", {"Eligibility": "eligible"}),
         "GET /v1/jobs": http(a1, "/v1/jobs"),
         "GET /v1/job/:job_id/allocations": http(a1, "/v1/job/web/allocations"),
+        # re-registering the unchanged job and unsetting a drain that was never set are both harmless
+        "POST /v1/jobs": http(a1, "/v1/jobs", "POST", {"Job": http(a1, "/v1/job/web")[1]}),
+        "POST /v1/node/:node_id/drain": http(a1, f"/v1/node/{node_id}/drain", "POST", {"DrainSpec": None, "MarkEligible": True}),
     }
     for key, (status, body) in checks.items():
         assert status == 200, (key, status, body)
