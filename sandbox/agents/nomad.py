@@ -193,11 +193,71 @@ def _job_api(jid, b) -> dict:
             tasks.append({"Name": tname, "Driver": t.get("driver", "raw_exec"), "Config": t.get("config") or {},
                           "Env": t.get("env"), "KillTimeout": int(parse_duration(t.get("kill_timeout", "5s")) * 1e9),
                           "KillSignal": t.get("kill_signal", ""), "Meta": t.get("meta"), "User": t.get("user", "")})
-        groups.append({"Name": gname, "Count": int(g.get("count", 1)), "Tasks": tasks, "Meta": g.get("meta")})
+        groups.append({"Name": gname, "Count": int(g.get("count", 1)), "Tasks": tasks, "Meta": g.get("meta"),
+                       "Constraints": _constraints(g) + [c for t in tmap.values() for c in _constraints(t)]})
     dcs = b.get("datacenters") or ["*"]
     return {"ID": jid, "Name": b.get("name", jid), "Type": b.get("type", "service"), "Region": b.get("region", "global"),
             "Namespace": b.get("namespace", "default"), "Datacenters": dcs, "NodePool": b.get("node_pool", "default"),
-            "Priority": int(b.get("priority", 50)), "TaskGroups": groups, "Meta": b.get("meta")}
+            "Priority": int(b.get("priority", 50)), "TaskGroups": groups, "Meta": b.get("meta"),
+            "Constraints": _constraints(b)}
+
+
+def _constraints(block: dict) -> list[dict]:
+    cs = block.get("constraint")
+    if cs is None:
+        return []
+    if isinstance(cs, dict):
+        cs = [cs]
+    out = []
+    for c in cs:
+        op = c.get("operator", "=")
+        if op == "distinct_hosts":
+            out.append({"LTarget": "", "RTarget": str(c.get("value", "true")).lower(), "Operand": "distinct_hosts"})
+        else:
+            out.append({"LTarget": c.get("attribute", ""), "RTarget": str(c.get("value", "")), "Operand": op})
+    return out
+
+
+def _node_value(node: dict, target: str):
+    m = re.fullmatch(r"\$\{(.+)\}", target.strip())
+    if not m:
+        return target
+    key = m.group(1)
+    direct = {"node.class": node.get("NodeClass", ""), "node.datacenter": node.get("Datacenter"),
+              "node.unique.name": node.get("Name"), "node.unique.id": node.get("ID"), "node.pool": node.get("NodePool")}
+    if key in direct:
+        return direct[key]
+    if key.startswith("meta."):
+        return (node.get("Meta") or {}).get(key[5:])
+    if key.startswith("attr."):
+        return (node.get("Attributes") or {}).get(key[5:])
+    return None
+
+
+def node_satisfies(node: dict, constraints: list[dict]) -> bool:
+    for c in constraints or []:
+        op = c.get("Operand", "=")
+        if op == "distinct_hosts":
+            continue
+        lv = _node_value(node, c.get("LTarget", ""))
+        rv = c.get("RTarget", "")
+        if op in ("=", "==", "is"):
+            ok = lv is not None and str(lv) == rv
+        elif op in ("!=", "not"):
+            ok = lv is None or str(lv) != rv
+        elif op == "regexp":
+            ok = lv is not None and re.search(rv, str(lv)) is not None
+        elif op == "is_set":
+            ok = lv is not None
+        elif op == "is_not_set":
+            ok = lv is None
+        elif op == "set_contains":
+            ok = lv is not None and set(x.strip() for x in rv.split(",")) <= set(x.strip() for x in str(lv).split(","))
+        else:
+            ok = False
+        if not ok:
+            return False
+    return True
 
 
 def normalize_job(j: dict) -> dict:
@@ -415,9 +475,11 @@ class NomadAgent(BaseAgent):
                                and _now_ns() - a["ModifyTime"] < 5e9]
                 if recent_fail:
                     continue
+                cons = (job.get("Constraints") or []) + (g.get("Constraints") or [])
+                distinct = any(c.get("Operand") == "distinct_hosts" and c.get("RTarget", "true") == "true" for c in cons)
                 nodes = [n for n in st["nodes"].values() if n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible"
                          and not n.get("DrainStrategy") and any(fnmatch.fnmatch(n["Datacenter"], d) for d in job["Datacenters"])
-                         and (job.get("NodePool") in ("all", n.get("NodePool", "default")))]
+                         and (job.get("NodePool") in ("all", n.get("NodePool", "default"))) and node_satisfies(n, cons)]
                 if not nodes:
                     continue
                 used = {i for i in range(want) if any(a["Name"] == f"{job['ID']}.{g['Name']}[{i}]" for a in live)}
@@ -428,7 +490,10 @@ class NomadAgent(BaseAgent):
                 for i in range(want):
                     if i in used or len(live) >= want:
                         continue
-                    node = min(nodes, key=lambda n: (jload[n["ID"]], load[n["ID"]], n["ID"]))
+                    cands = [n for n in nodes if not distinct or jload[n["ID"]] == 0]
+                    if not cands:
+                        break
+                    node = min(cands, key=lambda n: (jload[n["ID"]], load[n["ID"]], n["ID"]))
                     jload[node["ID"]] += 1
                     load[node["ID"]] += 1
                     name = f"{job['ID']}.{g['Name']}[{i}]"

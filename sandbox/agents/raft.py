@@ -275,7 +275,10 @@ class Raft:
             if req.get("config") is not None and req["config_index"] != self.config_index:
                 self.config, self.config_index = req["config"], req["config_index"]
                 dirty = True
-            if "state" in req:
+            stale = req["term"] == self.term and (req["last_term"], req["index"]) < (self.last_term, self.index) \
+                and self.last_term == self.term
+            if "state" in req and not stale:
+                # (a lower index from the current term's leader is a reordered, older message: ignore it)
                 self.state, self.index, self.last_term = req["state"], req["index"], req["last_term"]
                 dirty = True
             if dirty:
