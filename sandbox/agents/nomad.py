@@ -804,10 +804,18 @@ class NomadClient:
         self.agent.log("INFO", f"client.alloc_runner: task stopped: alloc_id={a['ID'] if a else '?'} pid={pid}")
 
     def drain_self(self):
+        """client.drain_on_shutdown: drain this node before the agent leaves."""
+        dcfg = self.agent.cli_cfg.get("drain_on_shutdown") or {}
+        deadline = parse_duration(dcfg.get("deadline") or "1h")
+        if dcfg.get("force"):
+            deadline = 0.0
+        self.agent.log("INFO", f"client: draining node on shutdown: deadline={deadline:g}s")
         try:
-            self._rpc("Raft.Apply", {"op": {"op": "node_drain", "node_id": self.id, "drain": {"Deadline": 60 * 10**9}}})
+            self._rpc("Raft.Apply", {"op": {"op": "node_drain", "node_id": self.id,
+                                            "drain": {"Deadline": int(deadline * 1e9) if deadline else -1,
+                                                      "IgnoreSystemJobs": bool(dcfg.get("ignore_system_jobs"))}}})
             t0 = time.monotonic()
-            while time.monotonic() - t0 < 60:
+            while time.monotonic() - t0 < max(deadline, 1.0) + 5:
                 allocs = self._rpc("Node.GetClientAllocs", {"node_id": self.id})
                 self._sync(allocs)
                 if all(x["ClientStatus"] in TERMINAL for x in allocs):

@@ -247,3 +247,23 @@ def test_nomad_region_mismatch_refused(nomad, agents, net):
     assert http(f"{net(1)}:4646", "/v1/nodes")[1] == []
     assert os.path.exists(Path(a.workdir) / "data" / "server" / "node-id")
     a.stop(signal.SIGTERM)
+
+
+def test_client_drain_on_shutdown(nomad, agents, net, tmp_path):
+    agents(nomad, server_cfg(net, 1, expect=1, join=()), "s", product="nomad")
+    extra = '\nleave_on_terminate = true\nclient {\n  drain_on_shutdown {\n    deadline = "20s"\n  }\n}\n'
+    c = agents(nomad, client_cfg(net, 2, servers=(1,)) + extra, "c", product="nomad")
+    a1 = f"{net(1)}:4646"
+    wait_for(lambda: [n["Status"] for n in http(a1, "/v1/nodes")[1]] == ["ready"], 30, what="client ready")
+    job = tmp_path / "one.hcl"
+    job.write_text(JOB.replace("count = 3", "count = 1"))
+    assert run(nomad, "job", "run", "-detach", str(job), env={"NOMAD_ADDR": f"http://{a1}"}).returncode == 0
+    wait_for(lambda: len(running(a1)) == 1, 30, what="alloc running")
+    pid = next(iter(alloc_pids(c).values()))
+    assert pid_alive(pid)
+    assert c.stop(signal.SIGTERM, timeout=40) == 0
+    assert "draining node on shutdown" in c.log
+    assert not pid_alive(pid)
+    node = http(a1, "/v1/nodes")[1][0]
+    assert node["SchedulingEligibility"] == "ineligible"
+    assert [a["ClientStatus"] for a in http(a1, "/v1/job/web/allocations")[1]] == ["complete"]
