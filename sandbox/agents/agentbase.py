@@ -149,6 +149,26 @@ class BaseAgent:
         self.log("INFO", "agent: Reloaded configuration")
 
     # ------------------------------------------------------------ gossip / join
+    def gossip_key(self, configured: str | None, keyring: Path, disabled: bool = False) -> str | None:
+        """Like the real agents: the first configured key is persisted in a keyring file in the data dir;
+        once it exists, a different key in the configuration is ignored (with a warning)."""
+        if disabled:
+            return configured
+        if keyring.is_file():
+            try:
+                keys = json.loads(keyring.read_text())
+            except ValueError:
+                keys = []
+            if keys:
+                if configured and configured != keys[0]:
+                    self.log("WARN", f"agent: ignoring the encrypt key from the configuration because a keyring "
+                                     f"file already exists: {keyring}")
+                return keys[0]
+        if configured:
+            keyring.parent.mkdir(parents=True, exist_ok=True)
+            keyring.write_text(json.dumps([configured]))
+        return configured
+
     def start_serf(self, *, name, addr, bind, port, tags, key, field, value):
         self.serf = Serf(name=name, addr=addr, port=port, tags=tags, key=key, cluster_field=field,
                          cluster_value=value, log=self.log, product=self.product)

@@ -111,7 +111,9 @@ class ConsulAgent(BaseAgent):
     def start(self):
         self.log("INFO", f"agent: Consul agent running! version=v{self.version} node={self.node_name} datacenter={self.dc} server={str(self.server).lower()}")
         self.start_serf(name=self.node_name, addr=self.advertise, bind=self.bind, port=self.serf_port, tags=self.tags(),
-                        key=self.cfg.get("encrypt"), field="dc", value=self.dc)
+                        key=self.gossip_key(self.cfg.get("encrypt"), self.data_dir / "serf" / "local.keyring",
+                                            bool(self.cfg.get("disable_keyring_file"))),
+                        field="dc", value=self.dc)
         if self.server:
             srv = serve(self.bind, self.server_port, self.internal_router, self.log)
             self.servers_http.append(srv)
@@ -258,7 +260,7 @@ class ConsulAgent(BaseAgent):
             h = self.rpc("Operator.AutopilotHealth")
             return Response(h, status=200 if h["Healthy"] else 429)
         if p == "/operator/keyring":
-            keys = {self.cfg["encrypt"]: len(self.serf.list())} if self.cfg.get("encrypt") else {}
+            keys = {self.serf.key: len(self.serf.list())} if self.serf.key else {}
             n = len([m for m in self.serf.list() if m["Status"] == "alive"])
             return Response([{"WAN": w, "Datacenter": self.dc, "Segment": "", "Keys": keys, "PrimaryKeys": dict(keys),
                               "NumNodes": n} for w in (True, False)])
@@ -339,7 +341,7 @@ class ConsulAgent(BaseAgent):
         stats = {"agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
                  "build": {"prerelease": "", "revision": self.revision[:8], "version": self.version},
                  "consul": self._consul_stats(),
-                 "serf_lan": {"members": str(len(self.serf.list())), "encrypted": str(bool(self.cfg.get("encrypt"))).lower(),
+                 "serf_lan": {"members": str(len(self.serf.list())), "encrypted": str(bool(self.serf.key)).lower(),
                               "failed": str(sum(1 for m in self.serf.list() if m["Status"] == "failed")),
                               "left": str(sum(1 for m in self.serf.list() if m["Status"] == "left"))},
                  "runtime": {"arch": "amd64", "os": "linux", "version": "go1.22.7", "cpu_count": str(os.cpu_count())}}

@@ -348,7 +348,9 @@ class NomadAgent(BaseAgent):
         if self.is_server:
             host, port = self.adv["serf"].rsplit(":", 1)
             self.start_serf(name=f"{self.name}.{self.region}", addr=host, bind=self.addrs["serf"], port=int(port),
-                            tags=self.tags(), key=self.srv_cfg.get("encrypt"), field="region", value=self.region)
+                            tags=self.tags(), key=self.gossip_key(self.srv_cfg.get("encrypt"),
+                                                                  self.data_dir / "server" / "serf" / "keyring"),
+                            field="region", value=self.region)
             self.servers_http.append(serve(self.addrs["rpc"], self.ports["rpc"], self.internal_router, self.log))
             self.start_raft(node_id=self.node_id, name=f"{self.name}.{self.region}", rpc_addr=self.adv["rpc"],
                             data_dir=self.data_dir / "server", apply_fn=_apply, initial_state=_initial_state(),

@@ -261,3 +261,18 @@ def test_rolling_upgrade_is_observable(bins, agents, net):
     servers[1].proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "Reloaded configuration" in servers[1].log, 10, what="reload")
     assert servers[1].alive()
+
+
+def test_gossip_key_persists_in_keyring(consul, agents, net):
+    a = agents(consul, cfg(net, 1, server=True, expect=1, encrypt=KEY1, join=()), "a")
+    addr = f"{net(1)}:8500"
+    wait_for(lambda: leader_of(addr), 15)
+    keyring = a.workdir / "data" / "serf" / "local.keyring"
+    assert keyring.is_file()
+    a.stop()
+    (a.workdir / "config" / "agent.hcl").write_text(cfg(net, 1, server=True, expect=1, encrypt=KEY2, join=()))
+    a.start()
+    wait_for(lambda: leader_of(addr), 15)
+    assert "ignoring the encrypt key" in a.log
+    st, rings = http(addr, "/v1/operator/keyring")
+    assert st == 200 and list(rings[0]["Keys"]) == [KEY1]
