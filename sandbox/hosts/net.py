@@ -11,7 +11,9 @@ Forwarding policy (table ``hsb_<tag>``, chain forward): traffic between two host
 network that crosses subnets is routed by the controller and accepted; traffic between
 networks is accepted only for connected (peered) pairs, in both directions; everything else
 entering or leaving a sandbox bridge through the controller is dropped (hosts reach neither
-other networks nor the outside world). Same-subnet traffic is bridged (layer 2).
+other networks nor the outside world). Same-subnet traffic is bridged (layer 2). Chain input:
+a host reaches the controller itself only at its own network's gateway addresses and through
+the DNATs below.
 
 IMDS and ARM: ``169.254.169.254:80`` and ``<gateway>:443`` are DNAT'ed to the IMDS server
 and to the ARM emulator on 127.0.0.1 (and ``<gateway>:PORT`` of ``expose``d services) (``route_localnet`` on the sandbox bridges only), so the
@@ -121,6 +123,18 @@ def ruleset(st: dict) -> str:
             lines.append(f'    iifname "{bb}" oifname "{ba}" accept')
     lines.append(f'    iifname "hb{tag}n*" drop')
     lines.append(f'    oifname "hb{tag}n*" drop')
+    lines.append("  }")
+    # Hosts reach the controller only at their own network's gateways (any port: SSH replies,
+    # services bound there) and through the DNATs below; not at other networks' gateways.
+    lines.append("  chain input {")
+    lines.append("    type filter hook input priority filter - 5; policy accept;")
+    lines.append("    ct state established,related accept")
+    lines.append("    ct status dnat accept")
+    for n in nets.values():
+        gws = ", ".join(gw[0] for gw in n["gateways"])
+        if gws:
+            lines.append(f'    iifname "{n["bridge"]}" ip daddr {{ {gws} }} accept')
+    lines.append(f'    iifname "hb{tag}n*" meta nfproto ipv4 drop')
     lines.append("  }")
     lines.append("  chain prerouting {")
     lines.append("    type nat hook prerouting priority dstnat; policy accept;")

@@ -17,7 +17,7 @@ import time
 import pytest
 from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
 
-pytestmark = pytest.mark.hosts
+pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
 
 RG = "rg-hosts"
 LOC = "westeurope"

@@ -16,7 +16,7 @@ import time
 import pytest
 from hosts_helpers import CLEAN, can_boot_hosts, make_sandbox
 
-pytestmark = pytest.mark.hosts
+pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
 
 NET_A, NET_B = "10.93.1", "10.93.2"
 CUSTOM_DATA = textwrap.dedent("""\
@@ -72,6 +72,8 @@ def test_networks_isolated_until_connected(sandbox, hosts):
     assert _ping(sandbox, "a1", f"{NET_A}.12")           # same network
     assert not _ping(sandbox, "a1", f"{NET_B}.11")       # other network: unreachable
     assert not _ping(sandbox, "b1", f"{NET_A}.11")
+    assert _ping(sandbox, "b1", f"{NET_B}.1")            # own gateway (the controller)
+    assert not _ping(sandbox, "b1", f"{NET_A}.1")        # not the other network's gateway
     sandbox.cli("network", "connect", "neta", "netb")
     try:
         assert _ping(sandbox, "a1", f"{NET_B}.11")       # peered: both directions

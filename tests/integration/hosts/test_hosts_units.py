@@ -25,6 +25,7 @@ def test_ruleset_isolates_unpeered_networks():
     assert 'iifname "hbabcdn1" oifname "hbabcdn2" accept' not in rs
     assert rs.index('iifname "hbabcdn*" drop') > rs.index('oifname "hbabcdn2" accept')
     assert "ip daddr 169.254.169.254 tcp dport 80 dnat ip to 127.0.0.1:4242" in rs
+    assert 'iifname "hbabcdn2" ip daddr { 10.2.1.1, 10.2.2.1 } accept' in rs   # own gateways only
     for gw in ("10.1.1.1", "10.2.1.1", "10.2.2.1"):
         assert f"ip daddr {gw} tcp dport 443 dnat ip to 127.0.0.1:8443" in rs
         assert f"ip daddr {gw} tcp dport 8080 dnat ip to 127.0.0.1:18080" in rs
