@@ -909,30 +909,71 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return fallback
 
 
+class ArmPipeline:
+    """A minimal ARM client: the azure-core / azure-mgmt-core policy stack of the generated management clients.
+
+    The shared ``AzureSession.client()`` constructs it like any azure-mgmt client (credential, base URL and token
+    scope of the cloud, CA bundle, and the collection's retry settings: ``retry_total``, backoff, Retry-After
+    honoured by azure-core's RetryPolicy), so authentication and retries stay defined in one place. The inventory
+    only sends GETs of list operations, and importing a full management client (its models and operations) would
+    cost more start-up time than the whole fetch.
+    """
+
+    def __init__(self, credential, subscription_id, base_url='https://management.azure.com/', credential_scopes=None,
+                 **kwargs):
+        # pylint: disable=import-outside-toplevel
+        from azure.core.pipeline import policies
+        from azure.mgmt.core import ARMPipelineClient
+        from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
+
+        self.subscription_id = subscription_id
+        kwargs.pop('polling_interval', None)
+        scopes = list(credential_scopes or [base_url.rstrip('/') + '/.default'])
+        user_agent = kwargs.pop('user_agent', None)
+        stack = [
+            policies.RequestIdPolicy(**kwargs),
+            policies.HeadersPolicy(**kwargs),
+            policies.UserAgentPolicy(user_agent, sdk_moniker='hashistack-azure-vmss', **kwargs),
+            policies.ProxyPolicy(**kwargs),
+            policies.ContentDecodePolicy(**kwargs),
+            policies.RedirectPolicy(**kwargs),
+            policies.RetryPolicy(**kwargs),
+            ARMChallengeAuthenticationPolicy(credential, *scopes, **kwargs),
+            policies.CustomHookPolicy(**kwargs),
+            policies.NetworkTraceLoggingPolicy(**kwargs),
+            policies.SensitiveHeaderCleanupPolicy(**kwargs),
+            ARMHttpLoggingPolicy(**kwargs),
+        ]
+        self._client = ARMPipelineClient(base_url=base_url, policies=stack, **kwargs)
+
+    def send_request(self, request, **kwargs):
+        request.url = self._client.format_url(request.url)
+        return self._client.send_request(request, **kwargs)
+
+    def close(self):
+        self._client.close()
+
+
 class _SessionAdapter:
     """The only place that talks to the shared Azure code (plugins/module_utils/_azure.py).
 
     The shared ``AzureSession`` (credential, cloud, client options including the per-request retry
     policy that honours Retry-After) is created lazily, so an inventory served from the cache makes no
-    request at all. One management client per subscription is built by the session; its pipeline
-    (authentication, retries) sends the raw ARM list requests, whose JSON is kept as is: no per-item model
-    (de)serialization, and the same REST shapes as the Azure REST API reference.
+    request at all. The session builds one ``ArmPipeline`` per subscription with its usual client options;
+    the raw JSON of the ARM list requests is kept as is: no per-item model (de)serialization, and the same REST
+    shapes as the Azure REST API reference.
     """
 
     def __init__(self, get_option, subscriptions):
         self._get_option = get_option
         self._subscriptions = list(subscriptions or [])
         self._session = None
-        self._client_class = None
         self._clients = {}
         self._retry = None
 
     @property
     def azure_session(self):
         if self._session is None:
-            # the compute client only serves as an authenticated, retrying ARM pipeline (send_request)
-            from azure.mgmt.compute import ComputeManagementClient  # pylint: disable=import-outside-toplevel
-            self._client_class = ComputeManagementClient
             options = _azure.auth_options_from_plugin(self._get_option)
             self._session = _azure.AzureSession(options)
             self._retry = _azure.RetryPolicy(attempts=3, deadline=300)
@@ -947,7 +988,7 @@ class _SessionAdapter:
     def _client(self, subscription_id):
         if subscription_id not in self._clients:
             session = self.azure_session
-            self._clients[subscription_id] = session.client(self._client_class, subscription_id=subscription_id)
+            self._clients[subscription_id] = session.client(ArmPipeline, subscription_id=subscription_id)
         return self._clients[subscription_id]
 
     def list_pages(self, subscription_id, path, params):

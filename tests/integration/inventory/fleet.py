@@ -7,13 +7,18 @@ exactly like the inventory plugin authenticates.
 from __future__ import annotations
 
 import os
-import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+
+from ansible.plugins.loader import init_plugin_loader
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 COLLECTIONS = os.path.join(ROOT, '.cache', 'collections')
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
+# Import the collection through Ansible's collection loader (as the unit tests do), never as a plain package,
+# so every test module in the session sees the same, loader-managed ansible_collections package.
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    init_plugin_loader([COLLECTIONS])
 
 from ansible_collections.hashistack.azure.plugins.module_utils import _azure  # noqa: E402
 from azure.mgmt.compute import ComputeManagementClient  # noqa: E402

@@ -6,6 +6,7 @@ import copy
 import os
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -16,7 +17,9 @@ sys.path.insert(0, HERE)
 
 from ansible.plugins.loader import init_plugin_loader  # noqa: E402
 
-init_plugin_loader([COLLECTIONS])
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # another test module may have configured the loader already
+    init_plugin_loader([COLLECTIONS])
 
 import canned  # noqa: E402
 from ansible.inventory.manager import InventoryManager  # noqa: E402
