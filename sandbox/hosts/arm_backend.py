@@ -203,6 +203,15 @@ class HostsBackend(InstanceBackend):
         host.reimage(name, instance_id=self._instance_id(instance),
                      custom_data=self._user_data(name, instance))
 
+    def instance_stopped(self, instance: dict, deallocated: bool = False) -> None:
+        """Power off / deallocate: the host halts, its root (OS disk) is kept for the next start.
+
+        Optional hook beyond the InstanceBackend contract (the emulator calls it when present).
+        """
+        name = host_name(instance)
+        if name in state.read()["hosts"]:
+            host.stop(name, power="deallocated" if deallocated else "stopped")
+
     def instance_deleted(self, instance: dict) -> None:
         name = host_name(instance)
         if name in state.read()["hosts"]:
@@ -212,7 +221,7 @@ class HostsBackend(InstanceBackend):
         name = host_name(instance)
         if name not in state.read()["hosts"]:
             return None
-        return host.power_state(name)
+        return host.power_state(name)   # "running", or "stopped"/"deallocated" once halted
 
     def close(self) -> None:
         if not self.keep:

@@ -406,6 +406,7 @@ def _start(h: dict) -> None:
     log.close()
     h["pid"], h["pid_start"] = p.pid, _proc_start(p.pid)
     h["booted_at"] = time.time()
+    h["power"] = None
 
 
 def wait_ready(h: dict, timeout: float = 60.0) -> float:
@@ -529,10 +530,11 @@ def _stop_processes(h: dict, timeout: float = 10.0) -> None:
     remove_cgroups(h.get("cgroups") or [])
 
 
-def stop(name: str, timeout: float = 10.0) -> None:
+def stop(name: str, timeout: float = 10.0, power: str = "stopped") -> None:
+    """Halt the host; its root (upper dir) stays. ``power`` is what power_state reports then."""
     h = get(name)
     _stop_processes(h, timeout)
-    _update(name, pid=None, pid_start=None)
+    _update(name, pid=None, pid_start=None, power=power)
 
 
 def start(name: str, wait: bool = True, timeout: float = 60.0) -> dict:
@@ -607,7 +609,7 @@ def power_state(name: str) -> str:
     h = state.read()["hosts"].get(name)
     if not h:
         return "deleted"
-    return "running" if _alive(h.get("pid"), h.get("pid_start")) else "stopped"
+    return "running" if _alive(h.get("pid"), h.get("pid_start")) else (h.get("power") or "stopped")
 
 
 def list_hosts() -> list[dict]:
