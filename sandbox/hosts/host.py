@@ -195,17 +195,16 @@ def cgroup_dirs(tag: str, name: str) -> list[str]:
     return [str(p) for p in out]
 
 
-def _enter_cgroups(dirs: list[str]):
-    """preexec_fn: move the new process into ``dirs`` (best effort)."""
-    def enter():
-        for d in dirs:
-            try:
-                os.makedirs(d, exist_ok=True)
-                with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-            except OSError:
-                pass
-    return enter
+def _make_cgroups(dirs: list[str]) -> list[str]:
+    """Create the host's cgroups; returns those that exist (best effort: never fails a boot)."""
+    made = []
+    for d in dirs:
+        try:
+            os.makedirs(d, exist_ok=True)
+            made.append(d)
+        except OSError:
+            pass
+    return made
 
 
 def remove_cgroups(dirs: list[str]) -> None:
@@ -396,13 +395,15 @@ def _start(h: dict) -> None:
            f"--network-namespace-path=/run/netns/{h['netns']}", "-D", merged,
            f"--machine={h['machine']}", f"--hostname={h['hostname']}", "--console=read-only",
            "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
-    # The shell restarts the container when the guest reboots itself (nspawn exits 133).
-    script = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
+    # The shell first moves itself into the host's cgroups (no preexec_fn: the caller may be
+    # multi-threaded), then restarts the container when the guest reboots itself (exit 133).
+    script = ('IFS=:; for g in $HSB_CGROUPS; do echo $$ > "$g/cgroup.procs" 2>/dev/null; done; unset IFS; '
+              'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done')
     log = open(d / "console.log", "ab")
-    h["cgroups"] = cgroup_dirs(st["tag"], h["name"])
+    h["cgroups"] = _make_cgroups(cgroup_dirs(st["tag"], h["name"]))
+    env = dict(os.environ, HSB_CGROUPS=":".join(h["cgroups"]))
     p = subprocess.Popen(["sh", "-c", script, "hsb-supervise", *cmd], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                         preexec_fn=_enter_cgroups(h["cgroups"]))
+                         stdout=log, stderr=log, start_new_session=True, close_fds=True, env=env)
     log.close()
     h["pid"], h["pid_start"] = p.pid, _proc_start(p.pid)
     h["booted_at"] = time.time()
