@@ -393,7 +393,7 @@ class NomadAgent(BaseAgent):
     def known_servers(self):
         if self.serf:
             return [m["addr"] for m in self._server_members() if m["status"] == "alive"]
-        return self.client._candidates() if self.client else []
+        return self.client._candidates(discover=False) if self.client else []
 
     def no_servers_msg(self):
         return "no servers known (client is not connected to any Nomad server)"
@@ -595,6 +595,9 @@ class NomadClient:
         sj = c.get("server_join") or {}
         entries = (c.get("servers") or []) + (sj.get("retry_join") or []) + (sj.get("start_join") or [])
         self.entries = entries
+        self.retry_interval = min(dur(sj.get("retry_interval"), "30s"), 15.0)
+        self._disc_cache: list[str] | None = None
+        self._disc_at = 0.0
         self.servers: list[str] = []
         self.stopped = threading.Event()
         self.dir = agent.data_dir / "alloc"
@@ -644,17 +647,25 @@ class NomadClient:
     def stop(self):
         self.stopped.set()
 
-    def _candidates(self):
+    def _discovered(self, force: bool = False) -> list[str]:
+        """client.servers / server_join entries resolved (cloud auto-join at most once per retry_interval)."""
         from . import autojoin
-        addrs = list(self.servers)
-        if self.agent.is_server:
-            addrs.insert(0, self.agent.adv["rpc"])
+        now = time.monotonic()
+        if not force and self._disc_cache is not None and now - self._disc_at < self.retry_interval:
+            return self._disc_cache
+        out = []
         for e in self.entries:
             try:
-                for x in autojoin.resolve(e):
-                    addrs.append(x if ":" in x else f"{x}:4647")
+                out += [x if ":" in x else f"{x}:4647" for x in autojoin.resolve(e)]
             except autojoin.DiscoverError as ex:
                 self.agent.log("WARN", f"client: discover failed: {ex}")
+        self._disc_cache, self._disc_at = out, now
+        return out
+
+    def _candidates(self, discover: bool = True):
+        addrs = ([self.agent.adv["rpc"]] if self.agent.is_server else []) + list(self.servers)
+        if discover or not addrs:
+            addrs += self._discovered()
         seen = []
         for x in addrs:
             if x not in seen:
@@ -663,14 +674,19 @@ class NomadClient:
 
     def _rpc(self, name, args):
         errs = []
-        for addr in self._candidates():
-            try:
-                return call(addr, f"/rpc/{name}", {"args": args}, timeout=5.0)["result"]
-            except RPCError as e:
-                if e.status == 0 or "No cluster leader" in str(e):
-                    errs.append(f"{addr}: {e}")
+        tried = set()
+        for discover in (False, True):
+            for addr in self._candidates(discover=discover):
+                if addr in tried:
                     continue
-                raise
+                tried.add(addr)
+                try:
+                    return call(addr, f"/rpc/{name}", {"args": args}, timeout=5.0)["result"]
+                except RPCError as e:
+                    if e.status == 0 or "No cluster leader" in str(e):
+                        errs.append(f"{addr}: {e}")
+                        continue
+                    raise
         raise RPCError("no servers available: " + "; ".join(errs), 0)
 
     def _loop(self):

@@ -249,10 +249,16 @@ def test_nomad_region_mismatch_refused(nomad, agents, net):
     a.stop(signal.SIGTERM)
 
 
-def test_client_drain_on_shutdown(nomad, agents, net, tmp_path):
+def test_client_drain_on_shutdown_and_cloud_auto_join(nomad, agents, net, tmp_path):
+    from sandbox.agents.testing import SUB, FakeAzure, nic
+
+    fake = FakeAzure([], [nic("vm0", net(1))])
+    env = {"HASHISTACK_SANDBOX_IMDS_URL": fake.url, "HASHISTACK_SANDBOX_ARM_URL": fake.url}
     agents(nomad, server_cfg(net, 1, expect=1, join=()), "s", product="nomad")
-    extra = '\nleave_on_terminate = true\nclient {\n  drain_on_shutdown {\n    deadline = "20s"\n  }\n}\n'
-    c = agents(nomad, client_cfg(net, 2, servers=(1,)) + extra, "c", product="nomad")
+    extra = ('\nleave_on_terminate = true\nclient {\n  drain_on_shutdown {\n    deadline = "20s"\n  }\n'
+             f'  server_join {{\n    retry_join = ["provider=azure resource_group=rg1 vm_scale_set=servers subscription_id={SUB}"]\n'
+             '    retry_interval = "1s"\n  }\n}\n')
+    c = agents(nomad, client_cfg(net, 2, servers=()) + extra, "c", product="nomad", env=env)
     a1 = f"{net(1)}:4646"
     wait_for(lambda: [n["Status"] for n in http(a1, "/v1/nodes")[1]] == ["ready"], 30, what="client ready")
     job = tmp_path / "one.hcl"
@@ -267,3 +273,5 @@ def test_client_drain_on_shutdown(nomad, agents, net, tmp_path):
     node = http(a1, "/v1/nodes")[1][0]
     assert node["SchedulingEligibility"] == "ineligible"
     assert [a["ClientStatus"] for a in http(a1, "/v1/job/web/allocations")[1]] == ["complete"]
+    assert any(p.endswith("/virtualMachineScaleSets/servers/networkInterfaces") for p, _q, _h in fake.requests)
+    fake.close()
