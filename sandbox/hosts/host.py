@@ -288,10 +288,29 @@ def _network(st: dict, name: str, cidr: str | None) -> dict:
     if cidr:
         sub = str(ipaddress.ip_network(cidr, strict=False))
         if sub not in n["subnets"]:
+            _check_overlap(sub, n["bridge"])
             n["subnets"].append(sub)
             n["gateways"].append([net.gateway_for(sub), ipaddress.ip_network(sub).prefixlen])
     net.ensure_bridge(n["bridge"], [tuple(g) for g in n["gateways"]])
     return n
+
+
+def _check_overlap(sub: str, bridge: str) -> None:
+    """Refuse a subnet that another interface (another sandbox, the machine's LAN) routes."""
+    want = ipaddress.ip_network(sub)
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
+                                       text=True, check=True).stdout or "[]")
+    for r in routes:
+        if r.get("dst") in (None, "default") or r.get("dev") == bridge:
+            continue
+        try:
+            other = ipaddress.ip_network(r["dst"], strict=False)
+        except ValueError:
+            continue
+        if want.overlaps(other):
+            raise SandboxError(
+                f"subnet {sub} overlaps {other} routed via {r.get('dev')} (another sandbox running at the "
+                f"same time, or this machine's network); use a different address range")
 
 
 def network_create(name: str, cidrs: list[str]) -> dict:

@@ -171,6 +171,9 @@ def test_errors_are_explained(sandbox, hosts):
     assert r.returncode == 1 and "is used by host a2" in r.stderr
     r = sandbox.cli("up", "x1", "--network", "neta", "--ip", f"{NET_A}.1", check=False)
     assert r.returncode == 1 and "gateway" in r.stderr
+    r = sandbox.cli("up", "x1", "--network", "netc", "--ip", f"{NET_A}.50", check=False)   # overlaps neta
+    assert r.returncode == 1 and f"overlaps {NET_A}.0/24" in r.stderr
+    assert "x1" not in {h["name"] for h in sandbox.cli_json("list")}
 
 
 def test_crash_recovery_and_sequential_sandboxes():
