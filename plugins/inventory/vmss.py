@@ -58,8 +58,7 @@ author:
   - hashistack.azure maintainers (@hashistack)
 requirements:
   - azure-identity
-  - azure-mgmt-compute
-  - azure-mgmt-network
+  - azure-mgmt-core (installed with the azure-mgmt-* packages the collection requires)
 extends_documentation_fragment:
   - hashistack.azure.azure
   - constructed
@@ -210,6 +209,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 try:
     from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+    import azure.mgmt.core  # noqa: F401 pylint: disable=unused-import
     HAS_AZURE = True
     AZURE_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python packages
@@ -739,7 +739,10 @@ class Fetcher:
                 items = future.result()
             except _Skipped as exc:
                 shared = entry['network_key'].startswith('rg:') and kind != 'instances'
-                if exc.vanished and not shared:
+                if exc.vanished and shared:
+                    # the resource group of these Flexible scale sets is gone
+                    gone.update(id(e) for e in result['scale_sets'] if e['network_key'] == entry['network_key'])
+                elif exc.vanished:
                     gone.add(id(entry))
                 elif exc.status == 403:
                     try:
@@ -784,7 +787,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         if not HAS_AZURE:
             raise AnsibleParserError('The hashistack.azure.vmss inventory plugin needs the Azure SDK for Python '
-                                     '(azure-identity, azure-mgmt-compute, azure-mgmt-network): %s' % to_native(AZURE_IMPORT_ERROR))
+                                     '(azure-identity, azure-mgmt-core; see requirements.txt): %s' % to_native(AZURE_IMPORT_ERROR))
 
         use_cache = bool(self.get_option('cache'))
         cache_key = self._cache_key(path)

@@ -360,3 +360,11 @@ def test_fetch_forbidden_resource_group_warns_or_fails():
     session = FakeSession(raw, failures={('list_rg', 'locked'): FakeHttpError(403, 'AuthorizationFailed')})
     with pytest.raises(vmss.AnsibleError, match='strict_permissions'):
         _fetch(session, resource_groups=[canned.RG, 'locked'], strict_permissions=True)
+
+
+def test_fetch_vanished_resource_group_of_flexible_sets():
+    raw = canned.cluster_raw()
+    session = FakeSession(raw, failures={('rg_nics', canned.RG): FakeHttpError(404, 'ResourceGroupNotFound')})
+    result, warnings = _fetch(session)
+    assert [e['scale_set']['name'] for e in result['scale_sets']] == ['hs-batch', 'hs-servers', 'hs-web']
+    assert any('hs-edge' in w for w in warnings)
