@@ -191,6 +191,9 @@ class ConsulAgent(BaseAgent):
     def rpc_Operator_AutopilotHealth(self, a):
         return self.raft.autopilot_health()
 
+    def rpc_Operator_AutopilotState(self, a):
+        return self.raft.autopilot_state()
+
     def rpc_Operator_TransferLeader(self, a):
         return self.raft.transfer_leadership(a.get("id") or None)
 
@@ -259,6 +262,8 @@ class ConsulAgent(BaseAgent):
         if p == "/operator/autopilot/health":
             h = self.rpc("Operator.AutopilotHealth")
             return Response(h, status=200 if h["Healthy"] else 429)
+        if p == "/operator/autopilot/state":
+            return Response(self.rpc("Operator.AutopilotState"))
         if p == "/operator/keyring":
             keys = {self.serf.key: len(self.serf.list())} if self.serf.key else {}
             n = len([m for m in self.serf.list() if m["Status"] == "alive"])

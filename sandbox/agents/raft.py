@@ -510,6 +510,25 @@ class Raft:
                     "FailureTolerance": max(0, healthy_voters - (len(voters) // 2 + 1)),
                     "Servers": servers, "Leader": self.id, "Voters": voters}
 
+    def autopilot_state(self) -> dict:
+        """GET /v1/operator/autopilot/state (Consul)."""
+        h = self.autopilot_health()
+        servers = {}
+        for sv in h["Servers"]:
+            status = "leader" if sv["Leader"] else ("voter" if sv["Voter"] else "non-voter")
+            servers[sv["ID"]] = {"ID": sv["ID"], "Name": sv["Name"], "Address": sv["Address"], "NodeStatus": sv["SerfStatus"],
+                                 "Version": sv["Version"], "LastContact": sv["LastContact"], "LastTerm": sv["LastTerm"],
+                                 "LastIndex": sv["LastIndex"], "Healthy": sv["Healthy"], "StableSince": sv["StableSince"],
+                                 "ReadReplica": False, "Status": status, "Meta": {"build": sv["Version"]},
+                                 "RedundancyZone": "", "UpgradeVersion": sv["Version"],
+                                 "NodeType": "voter" if sv["Voter"] else "non-voter"}
+        voters = h["Voters"]
+        healthy_voters = sum(1 for v in voters if servers.get(v, {}).get("Healthy"))
+        return {"Healthy": h["Healthy"], "FailureTolerance": h["FailureTolerance"],
+                "OptimisticFailureTolerance": max(0, healthy_voters - (len(voters) // 2 + 1)),
+                "Servers": servers, "Leader": h["Leader"], "Voters": voters, "ReadReplicas": [],
+                "RedundancyZones": {}, "Upgrade": {}}
+
     def configuration(self) -> dict:
         with self.lock:
             lid, _ = self.leader()

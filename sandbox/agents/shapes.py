@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 
 FREEFORM = {
@@ -35,6 +36,14 @@ def samples(product: str) -> dict:
 
 def sample(product: str, key: str):
     return copy.deepcopy(samples(product)[key])
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _data_keyed(s: dict) -> bool:
+    """A map keyed by ids (e.g. autopilot state's Servers) rather than a struct."""
+    return bool(s) and all(_UUID.match(k) for k in s)
 
 
 _STATS_SECTIONS = {"runtime", "nomad", "raft", "client", "serf", "vault"}
@@ -67,7 +76,7 @@ def _zero(s):
 def fill(obj, s, key: str = "", path: str = ""):
     """Fill missing struct fields of obj from sample s with zero values (recursively)."""
     if isinstance(obj, dict) and isinstance(s, dict):
-        if _freeform(path, key):
+        if _freeform(path, key) or _data_keyed(s):
             first = next(iter(s.values()), None) if s else None
             if isinstance(first, dict):
                 for k in obj:
@@ -111,7 +120,7 @@ def conforms(s, a, path: str = "$", key: str = "", errors: list | None = None) -
         errors.append(f"{path}: expected {_type(s)}, got {_type(a)}")
         return errors
     if isinstance(s, dict):
-        if _freeform(path, key):
+        if _freeform(path, key) or _data_keyed(s):
             kinds = {_type(v) for v in s.values()}
             first = next(iter(s.values()), None) if s else None
             for k, v in a.items():

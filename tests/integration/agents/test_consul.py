@@ -108,6 +108,13 @@ def test_consul_cluster_lifecycle(consul, agents, net, api_samples, cli_ref):
     for key, (status, body) in checks.items():
         assert status == 200, (key, status, body)
         assert conforms(sample[key], body) == [], key
+    # autopilot state: the docs give the per-server object as a separate block
+    state_sample = dict(sample["GET /v1/operator/autopilot/state"])
+    server_block = sample["_meta"]["GET /v1/operator/autopilot/state"]["other_json_blocks"]["Server Response Format"]
+    state_sample["Servers"] = {"00000000-0000-0000-0000-000000000000": server_block}
+    status, state = http(a4, "/v1/operator/autopilot/state")
+    assert status == 200 and conforms(state_sample, state) == []
+    assert sorted(sv["Status"] for sv in state["Servers"].values()) == ["leader", "voter", "voter"]
     self_ = checks["GET /v1/agent/self"][1]
     assert self_["Config"]["Version"] == "1.20.1" and self_["Config"]["Server"] is False
     assert checks["GET /v1/agent/members"][1][0]["Tags"]["build"].startswith("1.20.1:")
