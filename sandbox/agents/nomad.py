@@ -609,6 +609,7 @@ class NomadClient:
         self.registered = False
         self.last_hb = 0.0
         self.lock = threading.Lock()
+        self._popen: dict[str, subprocess.Popen] = {}
         self._load()
 
     def _load(self):
@@ -730,7 +731,7 @@ class NomadClient:
                         self.running[aid] = r
                         self._save()
                     elif r["status"] == "running" and not _alive(r["pid"]):
-                        code = _exit_code(r)
+                        code = self._exit_code(aid)
                         r["status"] = "complete" if code == 0 else "failed"
                         r["exit_code"] = code
                         self._save()
@@ -796,12 +797,20 @@ class NomadClient:
         except OSError as e:
             self.agent.log("ERROR", f"client.alloc_runner: failed to start task: alloc_id={a['ID']} error={e}")
             return {"pid": 0, "status": "failed", "started": _rfc3339(), "exit_code": 127}
-        threading.Thread(target=p.wait, daemon=True).start()  # reap
         self._popen[a["ID"]] = p
+        threading.Thread(target=p.wait, daemon=True).start()  # reap; keeps the exit code
         self.agent.log("INFO", f"client.alloc_runner: task started: alloc_id={a['ID']} pid={p.pid}")
         return {"pid": p.pid, "status": "running", "started": _rfc3339(), "kill_timeout": task.get("KillTimeout", 5e9) / 1e9}
 
-    _popen: dict = {}
+    def _exit_code(self, aid: str) -> int:
+        """Exit code of a task we started; a re-attached task (after an agent restart) counts as complete."""
+        p = self._popen.get(aid)
+        if p is None:
+            return 0
+        try:
+            return p.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return 0
 
     def _kill(self, r, a):
         pid = r.get("pid")
@@ -852,13 +861,6 @@ def _alive(pid: int) -> bool:
         return st != "Z"
     except OSError:
         return False
-
-
-def _exit_code(r) -> int:
-    p = NomadClient._popen.get(next((k for k, v in NomadClient._popen.items() if v.pid == r["pid"]), None))
-    if p is not None and p.returncode is not None:
-        return p.returncode
-    return 0
 
 
 def _parse_rfc3339(s):

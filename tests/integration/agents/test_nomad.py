@@ -267,6 +267,15 @@ def test_client_drain_on_shutdown_and_cloud_auto_join(nomad, agents, net, tmp_pa
     wait_for(lambda: len(running(a1)) == 1, 30, what="alloc running")
     pid = next(iter(alloc_pids(c).values()))
     assert pid_alive(pid)
+    # a task that exits non-zero: the allocation fails (and is replaced after a delay)
+    bad = tmp_path / "bad.hcl"
+    bad.write_text(JOB.replace('job "web"', 'job "bad"').replace("count = 3", "count = 1")
+                   .replace('"echo $NOMAD_ALLOC_ID > $NOMAD_ALLOC_DIR/started; exec sleep 600"', '"exit 3"'))
+    assert run(nomad, "job", "run", "-detach", str(bad), env={"NOMAD_ADDR": f"http://{a1}"}).returncode == 0
+    failed = wait_for(lambda: [a for a in http(a1, "/v1/job/bad/allocations")[1] if a["ClientStatus"] == "failed"], 20,
+                      what="failed allocation")
+    assert failed[0]["TaskStates"]["server"]["Failed"] is True
+    assert http(a1, "/v1/job/bad", "DELETE")[0] == 200
     assert c.stop(signal.SIGTERM, timeout=40) == 0
     assert "draining node on shutdown" in c.log
     assert not pid_alive(pid)
