@@ -766,7 +766,8 @@ class NomadClient:
                        "ExitCode": r.get("exit_code") or 0, "DisplayMessage": "Task terminated"})
         tmpl = sample("nomad", "GET /v1/job/:job_id/allocations")[0]["TaskStates"]["redis"]
         out = {}
-        for t in (a.get("Job") or {}).get("TaskGroups", [{}])[0].get("Tasks", []) or [{"Name": a["TaskGroup"]}]:
+        group = next((g for g in (a.get("Job") or {}).get("TaskGroups", []) if g.get("Name") == a["TaskGroup"]), {})
+        for t in group.get("Tasks") or [{"Name": a["TaskGroup"]}]:
             s = {"State": st, "Failed": r["status"] == "failed", "StartedAt": r.get("started", _rfc3339()),
                  "FinishedAt": _rfc3339() if st == "dead" else "0001-01-01T00:00:00Z", "Events": ev,
                  "Restarts": 0, "LastRestart": "0001-01-01T00:00:00Z"}
