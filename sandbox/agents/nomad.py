@@ -609,7 +609,7 @@ class NomadClient:
         self.registered = False
         self.last_hb = 0.0
         self.lock = threading.Lock()
-        self._popen: dict[str, subprocess.Popen] = {}
+        self._popen: dict[tuple[str, str], subprocess.Popen] = {}
         self._load()
 
     def _load(self):
@@ -730,19 +730,18 @@ class NomadClient:
                         r = self._start(a)
                         self.running[aid] = r
                         self._save()
-                    elif r["status"] == "running" and not _alive(r["pid"]):
-                        code = self._exit_code(aid)
-                        r["status"] = "complete" if code == 0 else "failed"
-                        r["exit_code"] = code
+                    elif r["status"] == "running" and not any(_alive(p) for p in _pids(r)):
+                        codes = {t: self._exit_code(aid, t) for t in (r.get("pids") or {})}
+                        r["exit_codes"] = codes
+                        r["status"] = "failed" if any(codes.values()) else "complete"
                         self._save()
                 elif r is not None and r["status"] == "running":
-                    self._kill(r, a)
-                    r["status"] = "complete"
-                    self._save()
+                    r["status"] = "stopping"
+                    threading.Thread(target=self._stop_alloc, args=(aid, r), daemon=True).start()
                 elif r is None and a["ClientStatus"] not in TERMINAL:
-                    r = {"pid": 0, "status": "complete", "started": _rfc3339(), "task": a["TaskGroup"]}
+                    r = {"pid": 0, "pids": {}, "status": "complete", "started": _rfc3339()}
                     self.running[aid] = r
-                want = r["status"] if r else None
+                want = r["status"] if r and r["status"] != "stopping" else None
                 if want and a["ClientStatus"] != want and a["ClientStatus"] != "lost":
                     updates.append({"ID": aid, "ClientStatus": want, "ClientDescription": {
                         "running": "Tasks are running", "complete": "All tasks have completed",
@@ -751,61 +750,76 @@ class NomadClient:
             for aid in [x for x in self.running if x not in known]:
                 r = self.running.pop(aid)
                 if r.get("status") == "running":
-                    self._kill(r, None)
+                    threading.Thread(target=self._stop_alloc, args=(aid, r), daemon=True).start()
             self._save()
         if updates:
             self._rpc("Node.UpdateAlloc", {"updates": updates})
 
+    def _stop_alloc(self, aid, r):
+        """Stop every task of an allocation (SIGTERM, SIGKILL after kill_timeout) without blocking heartbeats."""
+        self._kill(r, aid)
+        with self.lock:
+            r["status"] = "complete"
+            self._save()
+
     def _task_states(self, a, r):
-        st = {"running": "running", "complete": "dead", "failed": "dead"}.get(r["status"], "pending")
-        ev = [{"Type": "Received", "Time": _now_ns(), "DisplayMessage": "Task received by client"}]
-        if r.get("pid"):
-            ev.append({"Type": "Started", "Time": _now_ns(), "DisplayMessage": "Task started by client"})
-        if st == "dead":
-            ev.append({"Type": "Terminated" if r["status"] == "failed" else "Killed", "Time": _now_ns(),
-                       "ExitCode": r.get("exit_code") or 0, "DisplayMessage": "Task terminated"})
         tmpl = sample("nomad", "GET /v1/job/:job_id/allocations")[0]["TaskStates"]["redis"]
         out = {}
         group = next((g for g in (a.get("Job") or {}).get("TaskGroups", []) if g.get("Name") == a["TaskGroup"]), {})
+        codes = r.get("exit_codes") or {}
         for t in group.get("Tasks") or [{"Name": a["TaskGroup"]}]:
-            s = {"State": st, "Failed": r["status"] == "failed", "StartedAt": r.get("started", _rfc3339()),
+            name = t["Name"]
+            st = {"running": "running", "complete": "dead", "failed": "dead"}.get(r["status"], "pending")
+            failed = bool(codes.get(name)) or (r["status"] == "failed" and not codes)
+            ev = [{"Type": "Received", "Time": _now_ns(), "DisplayMessage": "Task received by client"}]
+            if (r.get("pids") or {}).get(name):
+                ev.append({"Type": "Started", "Time": _now_ns(), "DisplayMessage": "Task started by client"})
+            if st == "dead":
+                ev.append({"Type": "Terminated" if name in codes else "Killed", "Time": _now_ns(),
+                           "ExitCode": codes.get(name) or 0, "FailsTask": failed,
+                           "DisplayMessage": f"Exit Code: {codes.get(name) or 0}" if name in codes else "Task successfully killed"})
+            s = {"State": st, "Failed": failed, "StartedAt": r.get("started", _rfc3339()),
                  "FinishedAt": _rfc3339() if st == "dead" else "0001-01-01T00:00:00Z", "Events": ev,
                  "Restarts": 0, "LastRestart": "0001-01-01T00:00:00Z"}
-            out[t["Name"]] = fill(s, tmpl)
+            out[name] = fill(s, tmpl)
         return out
 
     def _start(self, a) -> dict:
+        """Start every task of the allocation's group (raw_exec: command + args, in the alloc dir)."""
         job = a.get("Job") or {}
         group = next((g for g in job.get("TaskGroups", []) if g["Name"] == a["TaskGroup"]), None) or {}
-        task = (group.get("Tasks") or [{}])[0]
-        cfg = task.get("Config") or {}
         adir = self.dir / a["ID"]
         (adir / "logs").mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update({"NOMAD_ALLOC_ID": a["ID"], "NOMAD_ALLOC_NAME": a["Name"], "NOMAD_JOB_NAME": a["JobID"],
-                    "NOMAD_GROUP_NAME": a["TaskGroup"], "NOMAD_TASK_NAME": task.get("Name", ""),
-                    "NOMAD_ALLOC_DIR": str(adir), "NOMAD_DC": self.agent.dc, "NOMAD_REGION": self.agent.region,
-                    "NOMAD_ALLOC_INDEX": a["Name"].rsplit("[", 1)[-1].rstrip("]")})
-        env.update({k: str(v) for k, v in (task.get("Env") or {}).items()})
-        cmd = [cfg["command"]] + [str(x) for x in cfg.get("args") or []]
-        try:
-            out = open(adir / "logs" / f"{task.get('Name', 'task')}.stdout.0", "ab")
-            err = open(adir / "logs" / f"{task.get('Name', 'task')}.stderr.0", "ab")
-            p = subprocess.Popen(cmd, cwd=adir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
-            out.close()
-            err.close()
-        except OSError as e:
-            self.agent.log("ERROR", f"client.alloc_runner: failed to start task: alloc_id={a['ID']} error={e}")
-            return {"pid": 0, "status": "failed", "started": _rfc3339(), "exit_code": 127}
-        self._popen[a["ID"]] = p
-        threading.Thread(target=p.wait, daemon=True).start()  # reap; keeps the exit code
-        self.agent.log("INFO", f"client.alloc_runner: task started: alloc_id={a['ID']} pid={p.pid}")
-        return {"pid": p.pid, "status": "running", "started": _rfc3339(), "kill_timeout": task.get("KillTimeout", 5e9) / 1e9}
+        r = {"pid": 0, "pids": {}, "status": "running", "started": _rfc3339(), "kill_timeout": 5.0, "exit_codes": {}}
+        for task in group.get("Tasks") or []:
+            name = task.get("Name", "task")
+            cfg = task.get("Config") or {}
+            env = dict(os.environ)
+            env.update({"NOMAD_ALLOC_ID": a["ID"], "NOMAD_ALLOC_NAME": a["Name"], "NOMAD_JOB_NAME": a["JobID"],
+                        "NOMAD_GROUP_NAME": a["TaskGroup"], "NOMAD_TASK_NAME": name,
+                        "NOMAD_ALLOC_DIR": str(adir), "NOMAD_DC": self.agent.dc, "NOMAD_REGION": self.agent.region,
+                        "NOMAD_ALLOC_INDEX": a["Name"].rsplit("[", 1)[-1].rstrip("]")})
+            env.update({k: str(v) for k, v in (task.get("Env") or {}).items()})
+            cmd = [cfg["command"]] + [str(x) for x in cfg.get("args") or []]
+            try:
+                with open(adir / "logs" / f"{name}.stdout.0", "ab") as out, open(adir / "logs" / f"{name}.stderr.0", "ab") as err:
+                    p = subprocess.Popen(cmd, cwd=adir, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+            except OSError as e:
+                self.agent.log("ERROR", f"client.alloc_runner: failed to start task: alloc_id={a['ID']} task={name} error={e}")
+                self._kill(r, a["ID"])
+                return dict(r, status="failed", exit_codes={name: 127})
+            self._popen[(a["ID"], name)] = p
+            threading.Thread(target=p.wait, daemon=True).start()  # reap; keeps the exit code
+            r["pids"][name] = p.pid
+            r["pid"] = r["pid"] or p.pid
+            r["kill_timeout"] = max(r["kill_timeout"], task.get("KillTimeout", 5e9) / 1e9)
+            self.agent.log("INFO", f"client.alloc_runner: task started: alloc_id={a['ID']} task={name} pid={p.pid}")
+        return r
 
-    def _exit_code(self, aid: str) -> int:
+    def _exit_code(self, aid: str, task: str) -> int:
         """Exit code of a task we started; a re-attached task (after an agent restart) counts as complete."""
-        p = self._popen.get(aid)
+        p = self._popen.get((aid, task))
         if p is None:
             return 0
         try:
@@ -813,23 +827,24 @@ class NomadClient:
         except subprocess.TimeoutExpired:
             return 0
 
-    def _kill(self, r, a):
-        pid = r.get("pid")
-        if not pid or not _alive(pid):
-            return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            return
-        deadline = time.monotonic() + min(float(r.get("kill_timeout", 5)), 30)
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
+    def _kill(self, r, aid):
+        pids = [p for p in _pids(r) if _alive(p)]
+        for pid in pids:
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGTERM)
             except OSError:
                 pass
-        self.agent.log("INFO", f"client.alloc_runner: task stopped: alloc_id={a['ID'] if a else '?'} pid={pid}")
+        deadline = time.monotonic() + min(float(r.get("kill_timeout", 5)), 30)
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.05)
+        for pid in pids:
+            if _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if pids:
+            self.agent.log("INFO", f"client.alloc_runner: tasks stopped: alloc_id={aid} pids={pids}")
 
     def drain_self(self):
         """client.drain_on_shutdown: drain this node before the agent leaves."""
@@ -851,6 +866,13 @@ class NomadClient:
                 time.sleep(0.3)
         except RPCError as e:
             self.agent.log("WARN", f"client: drain on shutdown failed: {e}")
+
+
+def _pids(r: dict) -> list[int]:
+    pids = list((r.get("pids") or {}).values())
+    if not pids and r.get("pid"):
+        pids = [r["pid"]]
+    return pids
 
 
 def _alive(pid: int) -> bool:

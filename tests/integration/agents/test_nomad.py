@@ -230,6 +230,12 @@ def _split_cols(line):
     return [c for c in re.split(r"\s{2,}", line.strip()) if c]
 
 
+def _task_pids(client_agent):
+    f = client_agent.workdir / "data" / "client" / "allocs.json"
+    (r,) = [r for r in json.loads(f.read_text()).values() if r["status"] == "running"]
+    return r["pids"]
+
+
 def _node_id(client_agent):
     return (client_agent.workdir / "data" / "client" / "client-id").read_text().strip()
 
@@ -262,11 +268,12 @@ def test_client_drain_on_shutdown_and_cloud_auto_join(nomad, agents, net, tmp_pa
     a1 = f"{net(1)}:4646"
     wait_for(lambda: [n["Status"] for n in http(a1, "/v1/nodes")[1]] == ["ready"], 30, what="client ready")
     job = tmp_path / "one.hcl"
-    job.write_text(JOB.replace("count = 3", "count = 1"))
+    sidecar = '    task "sidecar" {\n      driver = "raw_exec"\n      config {\n        command = "/bin/sleep"\n        args = ["600"]\n      }\n    }\n'
+    job.write_text(JOB.replace("count = 3", "count = 1").replace('    task "server" {', sidecar + '    task "server" {'))
     assert run(nomad, "job", "run", "-detach", str(job), env={"NOMAD_ADDR": f"http://{a1}"}).returncode == 0
     wait_for(lambda: len(running(a1)) == 1, 30, what="alloc running")
-    pid = next(iter(alloc_pids(c).values()))
-    assert pid_alive(pid)
+    pids = _task_pids(c)
+    assert sorted(pids) == ["server", "sidecar"] and all(pid_alive(p) for p in pids.values())
     # a task that exits non-zero: the allocation fails (and is replaced after a delay)
     bad = tmp_path / "bad.hcl"
     bad.write_text(JOB.replace('job "web"', 'job "bad"').replace("count = 3", "count = 1")
@@ -278,7 +285,7 @@ def test_client_drain_on_shutdown_and_cloud_auto_join(nomad, agents, net, tmp_pa
     assert http(a1, "/v1/job/bad", "DELETE")[0] == 200
     assert c.stop(signal.SIGTERM, timeout=40) == 0
     assert "draining node on shutdown" in c.log
-    assert not pid_alive(pid)
+    assert not any(pid_alive(p) for p in pids.values())
     node = http(a1, "/v1/nodes")[1][0]
     assert node["SchedulingEligibility"] == "ineligible"
     assert [a["ClientStatus"] for a in http(a1, "/v1/job/web/allocations")[1]] == ["complete"]
