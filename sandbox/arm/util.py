@@ -8,14 +8,26 @@ import uuid
 
 from .errors import ArmError
 
-LOCATIONS = {
-    "eastus": "East US", "eastus2": "East US 2", "westus": "West US", "westus2": "West US 2",
-    "westus3": "West US 3", "centralus": "Central US", "northcentralus": "North Central US",
-    "southcentralus": "South Central US", "northeurope": "North Europe", "westeurope": "West Europe",
-    "uksouth": "UK South", "francecentral": "France Central", "germanywestcentral": "Germany West Central",
-    "swedencentral": "Sweden Central", "japaneast": "Japan East", "japanwest": "Japan West",
-    "australiaeast": "Australia East", "southeastasia": "Southeast Asia", "eastasia": "East Asia",
-    "canadacentral": "Canada Central", "brazilsouth": "Brazil South", "centralindia": "Central India",
+LOCATIONS = {  # Azure public cloud regions
+    "eastus": "East US", "eastus2": "East US 2", "southcentralus": "South Central US", "westus2": "West US 2",
+    "westus3": "West US 3", "australiaeast": "Australia East", "southeastasia": "Southeast Asia",
+    "northeurope": "North Europe", "swedencentral": "Sweden Central", "uksouth": "UK South",
+    "westeurope": "West Europe", "centralus": "Central US", "southafricanorth": "South Africa North",
+    "centralindia": "Central India", "eastasia": "East Asia", "indonesiacentral": "Indonesia Central",
+    "japaneast": "Japan East", "japanwest": "Japan West", "koreacentral": "Korea Central",
+    "koreasouth": "Korea South", "malaysiawest": "Malaysia West", "newzealandnorth": "New Zealand North",
+    "canadacentral": "Canada Central", "canadaeast": "Canada East", "francecentral": "France Central",
+    "francesouth": "France South", "germanywestcentral": "Germany West Central", "germanynorth": "Germany North",
+    "italynorth": "Italy North", "norwayeast": "Norway East", "norwaywest": "Norway West",
+    "polandcentral": "Poland Central", "spaincentral": "Spain Central", "switzerlandnorth": "Switzerland North",
+    "switzerlandwest": "Switzerland West", "mexicocentral": "Mexico Central", "uaenorth": "UAE North",
+    "uaecentral": "UAE Central", "brazilsouth": "Brazil South", "brazilsoutheast": "Brazil Southeast",
+    "israelcentral": "Israel Central", "qatarcentral": "Qatar Central", "northcentralus": "North Central US",
+    "westus": "West US", "westcentralus": "West Central US", "southafricawest": "South Africa West",
+    "australiacentral": "Australia Central", "australiacentral2": "Australia Central 2",
+    "australiasoutheast": "Australia Southeast", "southindia": "South India", "westindia": "West India",
+    "jioindiawest": "Jio India West", "jioindiacentral": "Jio India Central", "ukwest": "UK West",
+    "swedensouth": "Sweden South",
 }
 
 
