@@ -21,7 +21,7 @@ Public surface (stable; the inventory plugin builds on it):
     cloud (``AzureCloud``, ``AzureChinaCloud``, ``AzureUSGovernment`` or an https URL whose
     ``/metadata/endpoints`` describes the cloud) and builds the azure-identity credential.
     ``session.subscription_id``, ``session.cloud`` (dict), ``session.credential``,
-    ``session.client(ComputeManagementClient)`` (cached, base_url + credential_scopes from the
+    ``session.client(ComputeManagementClient)`` or ``session.client('compute')`` (lazy import; cached, base_url + credential_scopes from the
     cloud, ``ca_bundle`` -> ``connection_verify``), ``session.describe_auth()`` (human text, no secrets).
 
 ``RetryPolicy(attempts=3, deadline=600).call(fn, *args, **kwargs)`` / ``is_transient(exc)`` /
@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import configparser
 import email.utils
+import importlib
 import json
 import os
 import re
@@ -124,6 +125,27 @@ DEFAULT_POLLING_INTERVAL = 2
 USER_AGENT = 'hashistack.azure'
 
 AUTH_SOURCES = ['auto', 'env', 'cli', 'msi', 'credential_file']
+
+# Short names for ``AzureSession.client``; the SDK package is imported only when first used (the compute and
+# network packages take seconds to import, and most module runs need only one of them).
+CLIENT_CLASSES = dict(
+    compute=('azure.mgmt.compute', 'ComputeManagementClient'),
+    network=('azure.mgmt.network', 'NetworkManagementClient'),
+    resource=('azure.mgmt.resource.resources', 'ResourceManagementClient'),
+    authorization=('azure.mgmt.authorization', 'AuthorizationManagementClient'),
+)
+
+
+def load_client_class(name):
+    """Import and return the SDK client class for a short name (compute, network, resource, authorization)."""
+    try:
+        module, cls = CLIENT_CLASSES[name]
+    except KeyError:
+        raise AzureModuleError('Unknown client %r; use one of %s' % (name, ', '.join(sorted(CLIENT_CLASSES))))
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise AzureModuleError('%s (%s)' % (missing_required_lib(module.replace('.', '-').replace('-resources', '')), exc))
 
 AZURE_AUTH_ARGSPEC = dict(
     auth_source=dict(type='str', choices=AUTH_SOURCES),
@@ -419,6 +441,8 @@ class AzureSession:
         ``subscription_id`` overrides the session's subscription (cross-subscription peering);
         other keyword arguments go to the client constructor.
         """
+        if isinstance(client_class, str):
+            client_class = load_client_class(client_class)
         subscription_id = subscription_id or self.subscription_id
         key = (client_class, subscription_id, tuple(sorted(kwargs.items())))
         if key not in self._clients:

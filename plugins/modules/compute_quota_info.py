@@ -121,10 +121,6 @@ shortfalls:
 
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
 
-try:
-    from azure.mgmt.compute import ComputeManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 
 def vcpus_of(sku):
@@ -239,7 +235,7 @@ def main():
         if loc and loc not in locations:
             m.fail('planned %s goes to %s, which is not in locations (%s)' % (item.get('name') or item['vm_size'], loc, ', '.join(locations)))
         items.append(dict(item, location=loc))
-    client = m.client(ComputeManagementClient)
+    client = m.client('compute')
 
     # Existing scale sets: only count growth.
     for item in items:

@@ -197,11 +197,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._azure import Azu
 from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags, values_equal
 from ansible_collections.hashistack.azure.plugins.module_utils._network import HAS_NETADDR, NETADDR_IMPORT_ERROR, validate_prefix
 
-try:
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 CONSUL_TCP = ['8300-8302', '8500', '8600']
 CONSUL_UDP = ['8301-8302', '8600']
@@ -370,7 +365,7 @@ def main():
             m.fail('Invalid rules for %s: %s' % (what, '; '.join(errors)))
         desired_rules = sorted(desired_rules, key=lambda r: r['name'])
 
-    client = m.client(NetworkManagementClient)
+    client = m.client('network')
     current = model_from_rest(to_dict(m.get('reading ' + what, client.network_security_groups.get, rg, name)))
     d = ModelDiff(current)
 
@@ -388,7 +383,7 @@ def main():
     if current is None:
         location = p['location']
         if not location:
-            group = to_dict(m.get('reading resource group %s' % rg, m.client(ResourceManagementClient).resource_groups.get, rg))
+            group = to_dict(m.get('reading resource group %s' % rg, m.client('resource').resource_groups.get, rg))
             if group is None:
                 m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
             location = group['location']

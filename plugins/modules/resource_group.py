@@ -106,10 +106,6 @@ changes:
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
 from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags
 
-try:
-    from azure.mgmt.resource.resources import ResourceManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 
 def model_from_rest(rest):
@@ -137,7 +133,7 @@ def main():
     ))
     p = m.params
     name = p['name']
-    client = m.client(ResourceManagementClient)
+    client = m.client('resource')
     what = 'resource group %s' % name
     current = model_from_rest(to_dict(m.get('reading ' + what, client.resource_groups.get, name)))
     d = ModelDiff(current)

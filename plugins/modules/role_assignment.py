@@ -102,10 +102,6 @@ import uuid
 
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
 
-try:
-    from azure.mgmt.authorization import AuthorizationManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 API_VERSION = '2022-04-01'
 NAMESPACE = uuid.UUID('0b0e6c8e-6d3f-4c55-8f0e-6a7a68a3c2b1')
@@ -145,7 +141,7 @@ def main():
     if not scope.lower().startswith('/subscriptions/'):
         m.fail('scope must start with /subscriptions/<id>, got %r' % p['scope'])
     principal = p['principal_id']
-    client = m.client(AuthorizationManagementClient, api_version=API_VERSION)
+    client = m.client('authorization', api_version=API_VERSION)
 
     role = p['role']
     if role.startswith('/'):

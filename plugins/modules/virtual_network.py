@@ -146,11 +146,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._diff import Mode
 from ansible_collections.hashistack.azure.plugins.module_utils._network import (
     HAS_NETADDR, NETADDR_IMPORT_ERROR, nsg_id, validate_address_space, validate_prefix)
 
-try:
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 
 def subnet_from_rest(rest):
@@ -234,7 +229,7 @@ def main():
         if errors:
             m.fail('Invalid address plan for %s: %s' % (what, '; '.join(sorted(set(errors)))))
 
-    client = m.client(NetworkManagementClient)
+    client = m.client('network')
     current = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_networks.get, rg, name)))
     d = ModelDiff(current)
 
@@ -257,7 +252,7 @@ def main():
             m.fail('address_prefixes is required to create %s' % what)
         location = p['location']
         if not location:
-            rclient = m.client(ResourceManagementClient)
+            rclient = m.client('resource')
             group = to_dict(m.get('reading resource group %s' % rg, rclient.resource_groups.get, rg))
             if group is None:
                 m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))

@@ -124,10 +124,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._azure import Azu
 from ansible_collections.hashistack.azure.plugins.module_utils._diff import values_equal
 from ansible_collections.hashistack.azure.plugins.module_utils._network import same_id
 
-try:
-    from azure.mgmt.network import NetworkManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 FIELDS = (
     ('allow_virtual_network_access', 'allowVirtualNetworkAccess'),
@@ -190,7 +186,7 @@ def main():
     changed = False
     for side in sides:
         sub = side['vnet'].get('subscription')
-        client = m.client(NetworkManagementClient, subscription_id=sub)
+        client = m.client('network', subscription_id=sub)
         side['client'] = client
         what = 'peering %s on virtual network %s' % (side['name'], side['vnet']['name'])
         side['what'] = what

@@ -239,12 +239,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._network import n
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import (
     compare, create_body, desired_from_params, model_from_rest, patch_body, validate_params)
 
-try:
-    from azure.mgmt.compute import ComputeManagementClient
-    from azure.mgmt.network import NetworkManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 DEFAULTS = dict(orchestration_mode='Uniform', upgrade_policy='Manual', overprovision=False, identity='None',
                 os_disk_type='Standard_LRS', admin_username='azureuser')
@@ -310,7 +304,7 @@ def main():
         if errors:
             m.fail('Invalid parameters for %s: %s' % (what, '; '.join(errors)))
 
-    client = m.client(ComputeManagementClient)
+    client = m.client('compute')
     current = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_machine_scale_sets.get, rg, name)))
 
     if p['state'] == 'absent':
@@ -338,13 +332,13 @@ def main():
             desired['overprovision'] = False
         desired['tags'] = desired['tags'] or {}
         if not desired['location']:
-            group = to_dict(m.get('reading resource group %s' % rg, m.client(ResourceManagementClient).resource_groups.get, rg))
+            group = to_dict(m.get('reading resource group %s' % rg, m.client('resource').resource_groups.get, rg))
             if group is None:
                 m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
             desired['location'] = group['location']
         # The subnet must exist: fail clearly before creating anything.
         sub = parse_resource_id(desired['subnet_id'])
-        net = m.client(NetworkManagementClient, subscription_id=sub.get('subscription'))
+        net = m.client('network', subscription_id=sub.get('subscription'))
         subnet = m.get('reading subnet %s' % desired['subnet_id'], net.subnets.get, sub['resource_group'], sub['names'][0], sub['names'][1])
         if subnet is None:
             m.fail('Subnet %s does not exist: create it with hashistack.azure.virtual_network before %s.' % (desired['subnet_id'], what))

@@ -104,11 +104,6 @@ scale_sets:
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, parse_resource_id, to_dict
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import instance_from_rest, model_from_rest, nic_ips_by_vm
 
-try:
-    from azure.mgmt.compute import ComputeManagementClient
-    from azure.mgmt.network import NetworkManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 
 def list_instances(m, compute, network, rg, model):
@@ -137,7 +132,7 @@ def main():
         include_instances=dict(type='bool', default=False),
     ), required_by=dict(name='resource_group'))
     p = m.params
-    compute = m.client(ComputeManagementClient)
+    compute = m.client('compute')
     if p['name']:
         rest = m.get('reading scale set %s in resource group %s' % (p['name'], p['resource_group']),
                      compute.virtual_machine_scale_sets.get, p['resource_group'], p['name'])
@@ -157,7 +152,7 @@ def main():
         models.append(model)
     models.sort(key=lambda x: ((x['resource_group'] or '').lower(), x['name']))
     if p['include_instances']:
-        network = m.client(NetworkManagementClient)
+        network = m.client('network')
         for model in models:
             model['instances'] = list_instances(m, compute, network, model['resource_group'], model)
     m.exit(changed=False, scale_sets=models)

@@ -97,10 +97,6 @@ changes:
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import instance_from_rest, model_from_rest
 
-try:
-    from azure.mgmt.compute import ComputeManagementClient
-except ImportError:
-    pass  # handled by AzureModule
 
 READ_ONLY_VM_KEYS = ('instanceView', 'provisioningState', 'latestModelApplied', 'vmId', 'resources', 'timeCreated')
 
@@ -127,7 +123,7 @@ def main():
     p = m.params
     rg, name = p['resource_group'], p['vmss_name']
     what = 'scale set %s in resource group %s' % (name, rg)
-    compute = m.client(ComputeManagementClient)
+    compute = m.client('compute')
     vmss = model_from_rest(to_dict(m.get('reading ' + what, compute.virtual_machine_scale_sets.get, rg, name)))
     if vmss is None:
         m.fail('Scale set %s does not exist in resource group %s.' % (name, rg))

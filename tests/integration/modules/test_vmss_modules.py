@@ -172,22 +172,22 @@ def test_vmss_quota_exceeded_names_family_region_and_shortfall(arm, play, net):
 
 
 def test_compute_quota_info(arm, play):
-    arm.set_quotas({'japaneast': {'standardDSv3Family': 10, 'cores': 50}, 'koreacentral': {'standardDSv3Family': 40, 'cores': 50}})
+    arm.set_quotas({'japaneast': {'standardDSv3Family': 10, 'cores': 50}, 'japanwest': {'standardDSv3Family': 40, 'cores': 50}})
     planned = [{'name': 'servers', 'vm_size': 'Standard_D2s_v3', 'count': 3, 'location': 'japaneast'},
                {'name': 'clients', 'vm_size': 'Standard_D4s_v3', 'count': 2}]
     try:
         m = mark(arm)
-        r = ok(play({'compute_quota_info': {'locations': ['japaneast', 'koreacentral'], 'planned': planned}}, check=True))
+        r = ok(play({'compute_quota_info': {'locations': ['japaneast', 'japanwest'], 'planned': planned}}, check=True))
         assert writes(arm, m) == []
         fam = r['locations']['japaneast']['families']['standardDSv3Family']
         assert fam == {'limit': 10, 'usage': 0, 'needed': 14, 'available': 10, 'fits': False, 'short': 4}
-        assert r['locations']['koreacentral']['fits'] is True
+        assert r['locations']['japanwest']['fits'] is True
         assert r['fits'] is False
         assert 'standardDSv3Family in japaneast needs 14 vCPUs' in r['message'] and '4 vCPUs short' in r['message']
-        assert 'Room for 14 standardDSv3Family vCPUs in: koreacentral' in r['message']
-        r = ok(play({'compute_quota_info': {'locations': ['koreacentral'], 'planned': planned[1:]}}))
+        assert 'Room for 14 standardDSv3Family vCPUs in: japanwest' in r['message']
+        r = ok(play({'compute_quota_info': {'locations': ['japanwest'], 'planned': planned[1:]}}))
         assert r['fits'] is True and r['message'].startswith('All planned VMs fit')
-        r = play({'compute_quota_info': {'locations': ['koreacentral'], 'planned': [{'vm_size': 'Standard_Nope', 'count': 1}]}})
+        r = play({'compute_quota_info': {'locations': ['japanwest'], 'planned': [{'vm_size': 'Standard_Nope', 'count': 1}]}})
         assert r['failed'] and 'VM size Standard_Nope' in r['msg']
     finally:
-        arm.set_quotas({'japaneast': {'standardDSv3Family': 100, 'cores': 100}, 'koreacentral': {'standardDSv3Family': 100, 'cores': 100}})
+        arm.set_quotas({'japaneast': {'standardDSv3Family': 100, 'cores': 100}, 'japanwest': {'standardDSv3Family': 100, 'cores': 100}})
