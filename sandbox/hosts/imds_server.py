@@ -8,6 +8,7 @@ Behaves like the real IMDS on the wire:
   ``Metadata: true`` (anything else: 400 ``Required metadata header not specified``);
   requests carrying ``X-Forwarded-For`` are rejected (400); missing api-version: 400 with
   ``newest-versions``; leaf nodes with ``format=text``.
+- ``GET /metadata/versions`` (no api-version needed).
 - ``GET /metadata/identity/oauth2/token?api-version=...&resource=...``: token of the
   instance's system-assigned identity, issued by the ARM emulator
   (``POST /_sandbox/identity-token``); no identity: 400 ``Identity not found``.
@@ -29,7 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-NEWEST_VERSIONS = ["2023-07-01", "2021-12-13", "2021-11-15"]
+API_VERSIONS = ["2017-03-01", "2017-04-02", "2017-08-01", "2017-10-01", "2017-12-01", "2018-02-01",
+                "2018-04-02", "2018-10-01", "2019-02-01", "2019-03-11", "2019-04-30", "2019-06-01",
+                "2019-06-04", "2019-08-01", "2019-08-15", "2019-11-01", "2020-06-01", "2020-07-15",
+                "2020-09-01", "2020-10-01", "2020-12-01", "2021-01-01", "2021-02-01", "2021-03-01",
+                "2021-05-01", "2021-10-01", "2021-11-01", "2021-11-15", "2021-12-13", "2023-07-01"]
+NEWEST_VERSIONS = API_VERSIONS[:-4:-1]
 
 
 class _State:
@@ -125,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": "invalid_request", "error_description":
                                     "Required metadata header not specified"} if identity else
                               {"error": "Bad request. Required metadata header not specified"})
+        if path == "/metadata/versions":
+            return self._send(200, {"apiVersions": API_VERSIONS})
         if not q.get("api-version"):
             return self._send(400, {"error": "Bad request. api-version was not specified in the request. "
                                     "For more information refer to aka.ms/azureimds",

@@ -112,7 +112,9 @@ def test_imds_rejects_like_the_real_one(imds):
     assert imds("/metadata/instance?api-version=2021-02-01",
                 headers={"Metadata": "true", "X-Forwarded-For": "1.2.3.4"})[0] == 400
     code, body = imds("/metadata/instance")
-    assert code == 400 and "newest-versions" in json.loads(body)
+    assert code == 400 and json.loads(body)["newest-versions"] == ["2023-07-01", "2021-12-13", "2021-11-15"]
+    code, body = imds("/metadata/versions")
+    assert code == 200 and "2021-02-01" in json.loads(body)["apiVersions"]
     assert imds("/metadata/instance?api-version=2021-02-01", source="127.0.0.2")[0] == 404  # unknown caller
 
 
