@@ -53,7 +53,7 @@ class Player:
         })
         self.count = 0
 
-    def __call__(self, task, check=False, diff=False, extra_env=None):
+    def __call__(self, task, check=False, diff=False, extra_env=None, module_defaults=None, drop_env=()):
         self.count += 1
         out = self.tmp / f'result{self.count}.json'
         (module, args), = task.items()
@@ -67,6 +67,8 @@ class Player:
                  'check_mode': False, 'diff': False},
             ],
         }]
+        if module_defaults:
+            playbook[0]['module_defaults'] = module_defaults
         path = self.tmp / f'play{self.count}.yml'
         path.write_text(yaml.safe_dump(playbook, sort_keys=False))
         cmd = [os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', str(path)]
@@ -75,6 +77,8 @@ class Player:
         if diff:
             cmd.append('--diff')
         env = dict(self.env)
+        for name in drop_env:
+            env.pop(name, None)
         env.update(extra_env or {})
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
         if not out.exists():
