@@ -1266,6 +1266,17 @@ def cli(argv, build) -> int:
 
 
 def _client_cmd(cmd, o, multi, rest) -> int:
+    if cmd == "agent-info":
+        info = _api(o, "/agent/self")
+        if "json" in o:
+            print(json.dumps(info, indent=4))
+            return 0
+        out = []
+        for sec in sorted(info["stats"]):
+            out.append(sec)
+            out += [f"  {k} = {v}" for k, v in sorted(info["stats"][sec].items())]
+        print("\n".join(out))
+        return 0
     if cmd == "server" and rest[:1] == ["members"]:
         d = _api(o, "/agent/members")
         members = d["Members"]
