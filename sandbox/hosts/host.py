@@ -429,8 +429,14 @@ def _start(h: dict) -> None:
     h["power"] = None
 
 
+def _logins_allowed(h: dict) -> bool:
+    """False while /run/nologin exists in the host (pam_nologin: "System is booting up")."""
+    pid = leader_pid(h)
+    return bool(pid) and not os.path.exists(f"/proc/{pid}/root/run/nologin")
+
+
 def wait_ready(h: dict, timeout: float = 60.0) -> float:
-    """Wait until the host's sshd sends its banner; returns seconds since start."""
+    """Wait until sshd sends its banner and users may log in; returns seconds since start."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(h["pid"], h["pid_start"]):
@@ -439,7 +445,7 @@ def wait_ready(h: dict, timeout: float = 60.0) -> float:
         try:
             with socket.create_connection((h["ip"], 22), timeout=1) as s:
                 s.settimeout(2)
-                if s.recv(64).startswith(b"SSH-"):
+                if s.recv(64).startswith(b"SSH-") and _logins_allowed(h):
                     return time.time() - h["booted_at"]
         except OSError:
             pass
