@@ -376,3 +376,16 @@ def test_backend_hook_paging_and_restart(private):
     az.resource.resource_groups.begin_delete("keep").result()
     events = [c["event"] for c in backend_calls(private)]
     assert events.count("instance_deleted") == 11 and events[-1] == "network_deleted"
+
+
+def test_reset_tells_the_backend_and_keeps_credentials(private):
+    az = Clients(private)
+    az.resource.resource_groups.create_or_update("gone", {"location": LOC})
+    subnet = network(az, "gone", prefix="10.50.0.0/16", subnet="10.50.1.0/24")
+    az.compute.virtual_machine_scale_sets.begin_create_or_update("gone", "r", vmss_model(subnet.id, 2)).result()
+    before = len(backend_calls(private))
+    private.reset()
+    events = [c["event"] for c in backend_calls(private)[before:]]
+    assert events.count("instance_deleted") == 2 and "network_deleted" in events
+    assert not az.resource.resource_groups.check_existence("gone")
+    assert [g.name for g in az.resource.resource_groups.list()] == []  # same token still accepted
