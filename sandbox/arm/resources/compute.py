@@ -89,6 +89,9 @@ def _validate_profile(app, rid: str, body: dict, location: str, flexible: bool) 
     profile = get_path(body, "properties.virtualMachineProfile")
     if profile is None:
         if flexible:
+            if (body.get("sku") or {}).get("capacity", 0):
+                raise invalid_parameter("Parameter 'sku.capacity' must be 0 when 'virtualMachineProfile' is not "
+                                        "specified.", "sku.capacity")
             return
         raise invalid_parameter("Required parameter 'virtualMachineProfile' is missing (null).",
                                 "virtualMachineProfile")
@@ -112,6 +115,9 @@ def _validate_profile(app, rid: str, body: dict, location: str, flexible: bool) 
                                 "(null).", "networkProfile.networkInterfaceConfigurations")
     for cfg in cfgs:
         props = cfg.get("properties") or {}
+        if not props.get("ipConfigurations"):
+            raise invalid_parameter("Required parameter 'networkInterfaceConfiguration.ipConfigurations' is missing "
+                                    "(null).", "networkInterfaceConfiguration.ipConfigurations")
         nsg = (props.get("networkSecurityGroup") or {}).get("id")
         if nsg and app.store.get(nsg) is None:
             raise network.invalid_reference(app, nsg, rid)
