@@ -2,13 +2,17 @@
 """Benchmark: hashistack.azure.vmss inventory vs the per-host way, on a 1,000-instance fleet in the ARM emulator.
 
     .venv/bin/python benchmarks/inventory.py [--sets 20] [--instances 50] [--latency-ms 30] [--baseline-threads 10]
+                                             [--repeat 3]
 
 Builds SETS scale sets x INSTANCES instances (Uniform) in sandbox/arm, sets a per-request latency, then measures
-  1. `ansible-inventory -i bench.vmss.yml --list` (wall time of the whole command, ARM requests from the emulator log),
-  2. the same command served from the inventory cache,
-  3. a per-host baseline implemented here with the SDK (like inventories that read each host's instance view and
+  1. `ansible-inventory -i bench.vmss.yml --list` (wall and CPU time of the whole command, ARM requests from the
+     emulator log; fastest of --repeat runs, each with --flush-cache so it really fetches),
+  2. the same command served from the inventory cache (zero requests expected),
+  3. the plugin's fetch plan alone, in-process (what the network part costs, comparable with 4),
+  4. a per-host baseline implemented here with the SDK (like inventories that read each host's instance view and
      NIC): list scale sets, list each set's VMs, then per instance GET instanceView + GET its NIC, 10 threads.
-Both listings must find the same hosts with the same private IPs. Prints a table.
+Both listings must find the same hosts with the same private IPs. Prints a table. Wall times depend on the load of
+the machine (the load average is printed); CPU time is user+sys.
 """
 
 from __future__ import annotations
