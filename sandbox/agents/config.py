@@ -307,8 +307,24 @@ def _valid_key(s) -> bool:
         return False
 
 
+def _template_errors(items: list[tuple[str, object]]) -> list[str]:
+    """go-sockaddr templates in address keys must resolve (like the real agents' config builder)."""
+    from .sockaddr import TemplateError, render
+    errs = []
+    for key, v in items:
+        if not isinstance(v, str) or "{{" not in v:
+            continue
+        try:
+            if not render(v).strip():
+                errs.append(f"{key}: No address found for template {v!r}")
+        except TemplateError as ex:
+            errs.append(f"{key}: {ex}")
+    return errs
+
+
 def consul_rules(c: dict, for_agent: bool) -> list[str]:
-    e = []
+    e = _template_errors([(k, c.get(k)) for k in ("bind_addr", "advertise_addr", "client_addr", "advertise_addr_wan")]
+                         + [(f"addresses.{k}", v) for k, v in (c.get("addresses") or {}).items()])
     server = bool(c.get("server"))
     be = c.get("bootstrap_expect") or 0
     if be and not server:
@@ -336,7 +352,8 @@ def consul_rules(c: dict, for_agent: bool) -> list[str]:
 
 
 def nomad_rules(c: dict, for_agent: bool) -> list[str]:
-    e = []
+    e = _template_errors([("bind_addr", c.get("bind_addr"))]
+                         + [(f"{blk}.{k}", v) for blk in ("addresses", "advertise") for k, v in (c.get(blk) or {}).items()])
     server = c.get("server") or {}
     client = c.get("client") or {}
     if not server.get("enabled") and not client.get("enabled"):

@@ -100,3 +100,13 @@ def test_repeated_assignments(tmp_path):
     f.write_text('data_dir = "/x"\nretry_join = ["a"]\nretry_join = ["b", "c"]\nlog_level = "info"\nlog_level = "debug"\n')
     c, errs = load_and_check("consul", [str(f)])
     assert errs == [] and c["retry_join"] == ["a", "b", "c"] and c["log_level"] == "debug"
+
+
+def test_address_templates_must_resolve():
+    errs = config.consul_rules({"data_dir": "/x", "bind_addr": '{{ GetInterfaceIP "no-such-if0" }}'}, True)
+    assert errs and errs[0].startswith("bind_addr: ")
+    errs = config.consul_rules({"data_dir": "/x", "client_addr": '{{ GetAllInterfaces | include "name" "^nope$" }}'}, True)
+    assert errs == ["client_addr: No address found for template '{{ GetAllInterfaces | include \"name\" \"^nope$\" }}'"]
+    assert config.consul_rules({"data_dir": "/x", "bind_addr": '{{ GetInterfaceIP "lo" }}'}, True) == []
+    errs = config.nomad_rules({"data_dir": "/x", "server": {"enabled": True}, "advertise": {"rpc": "{{ Bogus }}"}}, True)
+    assert errs and errs[0].startswith("advertise.rpc: ")
