@@ -511,7 +511,7 @@ def cli(argv, build) -> int:
             print("==> " + "\n".join(rerr), file=sys.stderr)
             return 1
         return ConsulAgent(cfg, paths, build, dev="dev" in o).run()
-    o, multi, rest = _parse(args, ("http-addr", "status", "address", "id", "flags", "cas", "token"))
+    o, multi, rest = _parse(args, ("http-addr", "status", "address", "id", "flags", "modify-index", "token"))
     try:
         return _client_cmd(cmd, o, multi, rest)
     except RPCError as e:
