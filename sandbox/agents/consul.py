@@ -502,6 +502,7 @@ def cli(argv, build) -> int:
             cfg.setdefault("bootstrap_expect", 1)
             cfg.setdefault("data_dir", "/tmp/consul-dev")
             cfg.setdefault("bind_addr", "127.0.0.1")
+            cfg.setdefault("performance", {}).setdefault("raft_multiplier", 1)
         if errs and paths:
             print("==> " + "\n".join(errs), file=sys.stderr)
             return 1
