@@ -349,7 +349,8 @@ def put_peering(app, req, sub, rg, vnet, peer):
     with app.store.lock:
         old = app.store.get(rid)
         body = {"name": peer, "id": rid, "etag": etag(), "type": PEERING,
-                "properties": {"provisioningState": "Updating", "peeringState": "Initiated",
+                "properties": {"provisioningState": "Updating",
+                               "peeringState": old["body"]["properties"]["peeringState"] if old else "Initiated",
                                "peeringSyncLevel": "FullyInSync",
                                "remoteVirtualNetwork": {"id": remote["body"]["id"]},
                                "allowVirtualNetworkAccess": bool(props.get("allowVirtualNetworkAccess", True)),

@@ -389,3 +389,31 @@ def test_reset_tells_the_backend_and_keeps_credentials(private):
     assert events.count("instance_deleted") == 2 and "network_deleted" in events
     assert not az.resource.resource_groups.check_existence("gone")
     assert [g.name for g in az.resource.resource_groups.list()] == []  # same token still accepted
+
+
+def test_peering_states_and_backend_events(private):
+    az = Clients(private)
+    az.resource.resource_groups.create_or_update("peers", {"location": LOC})
+    nets = {}
+    for name, prefix in (("a", "10.61.0.0/16"), ("b", "10.62.0.0/16")):
+        nets[name] = az.network.virtual_networks.begin_create_or_update("peers", name, {
+            "location": LOC, "properties": {"addressSpace": {"addressPrefixes": [prefix]}}}).result()
+    before = len(backend_calls(private))
+    peer = az.network.virtual_network_peerings
+    body = {"properties": {"remoteVirtualNetwork": {"id": nets["b"].id}, "allowVirtualNetworkAccess": True}}
+    assert peer.begin_create_or_update("peers", "a", "a-b", body).result().peering_state == "Initiated"
+    back = {"properties": {"remoteVirtualNetwork": {"id": nets["a"].id}, "allowVirtualNetworkAccess": True}}
+    assert peer.begin_create_or_update("peers", "b", "b-a", back).result().peering_state == "Connected"
+    assert peer.get("peers", "a", "a-b").peering_state == "Connected"
+    peer.begin_create_or_update("peers", "a", "a-b", body).result()  # idempotent: no second peering event
+    peer.begin_delete("peers", "a", "a-b").result()
+    assert peer.get("peers", "b", "b-a").peering_state == "Disconnected"
+    events = [c["event"] for c in backend_calls(private)[before:]]
+    assert events == ["networks_peered", "networks_unpeered"]
+    overlapping = az.network.virtual_networks.begin_create_or_update("peers", "c", {
+        "location": LOC, "properties": {"addressSpace": {"addressPrefixes": ["10.61.128.0/17"]}}}).result()
+    with pytest.raises(HttpResponseError) as err:
+        peer.begin_create_or_update("peers", "a", "a-c", {"properties": {
+            "remoteVirtualNetwork": {"id": overlapping.id}}})
+    assert err.value.error.code == "VnetAddressSpacesOverlap"
+    az.resource.resource_groups.begin_delete("peers").result()
