@@ -239,6 +239,13 @@ def test_rolling_upgrade_is_observable(bins, agents, net):
     wait_for(lambda: leader_of(a1), 30, what="leader")
     wait_for(lambda: kv_put(a1, "before", "upgrade") == (200, True), 10)
     ids = {m["Name"]: m["Tags"]["id"] for m in http(a1, "/v1/agent/members")[1]}
+    # operator raft transfer-leader moves leadership to the chosen voter
+    cur = leader_of(a1)
+    target = next(sv for sv in raft_servers(a1) if not sv["Leader"])
+    r = run(old, "operator", "raft", "transfer-leader", "-http-addr", a1, f"-id={target['ID']}")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: leader_of(a1) == target["Address"], 10, what="leadership transferred")
+    assert cur != target["Address"]
     for i in (1, 2, 3):
         addr = f"{net(i)}:8500"
         if i == 2:
