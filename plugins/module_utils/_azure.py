@@ -147,6 +147,7 @@ def load_client_class(name):
     except ImportError as exc:
         raise AzureModuleError('%s (%s)' % (missing_required_lib(module.replace('.', '-').replace('-resources', '')), exc))
 
+
 AZURE_AUTH_ARGSPEC = dict(
     auth_source=dict(type='str', choices=AUTH_SOURCES),
     profile=dict(type='str'),

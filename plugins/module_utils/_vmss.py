@@ -277,8 +277,11 @@ def create_body(model, custom_data):
     return body
 
 
-def patch_body(after, changed_keys, custom_data):
-    """Merge-patch body carrying only the changed parts (``after`` is the complete model after the change)."""
+def patch_body(after, changed_keys, custom_data, before=None):
+    """Merge-patch (RFC 7396, as ARM PATCH) body carrying only the changed parts.
+
+    ``after`` is the complete model after the change; tags removed relative to ``before`` are sent as null.
+    """
     body = {}
     props = {}
     profile = {}
@@ -287,6 +290,9 @@ def patch_body(after, changed_keys, custom_data):
         body['sku'] = dict(name=after['vm_size'], capacity=after['capacity'], tier='Standard')
     if 'tags' in keys or 'custom_data_sha256' in keys:
         body['tags'] = _tags_body(after)
+        for key in (before or {}).get('tags') or {}:
+            if key not in body['tags']:
+                body['tags'][key] = None
     if 'identity' in keys:
         body['identity'] = dict(type=after['identity'])
     if 'upgrade_policy' in keys:

@@ -122,7 +122,6 @@ shortfalls:
 from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
 
 
-
 def vcpus_of(sku):
     for cap in sku.get('capabilities') or []:
         if (cap.get('name') or '').lower() == 'vcpus':

@@ -107,7 +107,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._azure import Azu
 from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags
 
 
-
 def model_from_rest(rest):
     if rest is None:
         return None

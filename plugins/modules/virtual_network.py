@@ -147,7 +147,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._network import (
     HAS_NETADDR, NETADDR_IMPORT_ERROR, nsg_id, validate_address_space, validate_prefix)
 
 
-
 def subnet_from_rest(rest):
     props = rest.get('properties') or {}
     prefix = props.get('addressPrefix') or (props.get('addressPrefixes') or [None])[0]

@@ -368,7 +368,7 @@ def main():
             d.changes[i] = 'custom_data: changed (sha256 %s -> %s)' % (current['custom_data_sha256'], d.after['custom_data_sha256'])
     result = d.after
     if not m.check_mode:
-        body = patch_body(d.after, d.changed_keys, p['custom_data'])
+        body = patch_body(d.after, d.changed_keys, p['custom_data'], before=current)
         rest = m.lro('updating ' + what, lambda: client.virtual_machine_scale_sets.begin_update(rg, name, body), p['timeout'], wait=p['wait'])
         result = model_from_rest(to_dict(rest)) if rest is not None else d.after
     m.exit(changed=True, vmss=result, changes=d.changes, diff=d.diff)

@@ -105,7 +105,6 @@ from ansible_collections.hashistack.azure.plugins.module_utils._azure import Azu
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import instance_from_rest, model_from_rest, nic_ips_by_vm
 
 
-
 def list_instances(m, compute, network, rg, model):
     name = model['name']
     what = 'instances of scale set %s in resource group %s' % (name, rg)

@@ -191,3 +191,23 @@ def test_compute_quota_info(arm, play):
         assert r['failed'] and 'VM size Standard_Nope' in r['msg']
     finally:
         arm.set_quotas({'japaneast': {'standardDSv3Family': 100, 'cores': 100}, 'japanwest': {'standardDSv3Family': 100, 'cores': 100}})
+
+
+def test_vmss_identity_tags_and_upgrade_policy_updates(arm, play, net):
+    base = dict(name='idt', capacity=0, identity=None, custom_data=None, tags={'a': '1'})
+    r = ok(play(vmss_task(net, **base)))
+    assert r['changed'] and r['vmss']['identity'] == 'None' and not r['vmss']['principal_id']
+    assert r['vmss']['custom_data_sha256'] is None
+    m = mark(arm)
+    assert not ok(play(vmss_task(net, **base)))['changed'] and writes(arm, m) == []
+    # turn on the system-assigned identity, add a tag and change the upgrade policy in one minimal PATCH
+    upd = dict(base, identity='SystemAssigned', tags={'b': '2'}, upgrade_policy='Automatic')
+    r = ok(play(vmss_task(net, **upd), diff=True))
+    assert r['changed'] and r['vmss']['identity'] == 'SystemAssigned' and r['vmss']['principal_id']
+    assert r['vmss']['tags'] == {'a': '1', 'b': '2'} and r['vmss']['upgrade_policy'] == 'Automatic'
+    assert sorted(c.split(':')[0] for c in r['changes']) == ['identity', 'tags', 'upgrade_policy']
+    assert [w['method'] for w in writes(arm, m)] == ['PATCH']
+    m = mark(arm)
+    assert not ok(play(vmss_task(net, **upd)))['changed'] and writes(arm, m) == []
+    r = ok(play(vmss_task(net, **dict(upd, tags={'b': '2'}, purge_tags=True))))
+    assert r['changed'] and r['vmss']['tags'] == {'b': '2'}

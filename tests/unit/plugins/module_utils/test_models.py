@@ -172,3 +172,12 @@ def test_instances_with_ips_from_nic_list():
     inst = _vmss.instance_from_rest(vm, _vmss.nic_ips_by_vm(nics))
     assert inst['private_ip'] == '10.0.1.4' and inst['private_ips'] == ['10.0.1.4', '10.0.1.9']
     assert inst['power_state'] == 'running' and inst['protect_from_scale_in'] is True and inst['latest_model_applied'] is False
+
+
+def test_patch_removes_purged_tags_with_null():
+    _body, rest = created_rest()
+    current = _vmss.model_from_rest(rest)
+    d, _errors = _vmss.compare(current, _vmss.desired_from_params(params(tags={'new': 'x'})), purge_tags=True)
+    patch = _vmss.patch_body(d.after, d.changed_keys, None, before=current)
+    assert patch['tags']['role'] is None and patch['tags']['new'] == 'x'
+    assert patch['tags'][_vmss.CUSTOM_DATA_TAG] == current['custom_data_sha256']  # the hash tag is kept
