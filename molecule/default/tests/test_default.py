@@ -74,9 +74,9 @@ def test_nomad_reports_spec(host):
 
 def test_versioned_install_and_links(host):
     for product, version in (("consul", "1.20.1"), ("nomad", "1.9.3")):
-        link = host.file("/usr/local/bin/%s" % product)
+        link = host.file(f"/usr/local/bin/{product}")
         assert link.is_symlink
-        assert link.linked_to == "/opt/hashicorp/%s/%s/%s" % (product, version, product)
+        assert link.linked_to == f"/opt/hashicorp/{product}/{version}/{product}"
         binary = host.file(link.linked_to)
         assert binary.user == "root" and binary.mode == 0o755
 
@@ -117,7 +117,7 @@ def test_same_config_bytes_in_a_pool(host):
     """Every instance of a pool has byte-identical config (so VMSS custom data can write it)."""
     peers = SERVERS if _is_server(host) else CLIENTS
     other = [p for p in peers if p != _name(host)][0]
-    peer = testinfra.get_host("ansible://%s?ansible_inventory=%s" % (other, os.environ["MOLECULE_INVENTORY_FILE"]),
+    peer = testinfra.get_host("ansible://{}?ansible_inventory={}".format(other, os.environ["MOLECULE_INVENTORY_FILE"]),
                               sudo=True)
     cmd = "sha256sum /etc/consul.d/consul.hcl /etc/nomad.d/nomad.hcl"
     assert host.check_output(cmd).split() == peer.check_output(cmd).split()
@@ -127,5 +127,5 @@ def test_controller_keys_are_private():
     secrets = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "secrets")
     assert stat.S_IMODE(os.stat(secrets).st_mode) == 0o700
     for product in ("consul", "nomad"):
-        st = os.stat(os.path.join(secrets, "%s-gossip.key" % product))
+        st = os.stat(os.path.join(secrets, f"{product}-gossip.key"))
         assert stat.S_IMODE(st.st_mode) == 0o600
