@@ -37,6 +37,7 @@ class ArmEmulator:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, timeout: float = 30) -> ArmEmulator:
+        os.makedirs(self.state_dir, exist_ok=True)
         ep_path = os.path.join(self.state_dir, "endpoint.json")
         if os.path.exists(ep_path):
             os.remove(ep_path)

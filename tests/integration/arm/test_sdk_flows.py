@@ -417,3 +417,29 @@ def test_peering_states_and_backend_events(private):
             "remoteVirtualNetwork": {"id": overlapping.id}}})
     assert err.value.error.code == "VnetAddressSpacesOverlap"
     az.resource.resource_groups.begin_delete("peers").result()
+
+
+def test_operation_resumes_after_a_crash(tmp_path):
+    """kill -9 in the middle of a scale-set creation: the restarted emulator finishes the job and the
+    SDK poller, still polling the same URL, sees it succeed."""
+    log = tmp_path / "calls.jsonl"
+    emu = ArmEmulator(state_dir=str(tmp_path / "state"), provisioning_seconds=0.2, extra_args=[
+        "--backend", "tests.integration.arm.recording_backend:RecordingBackend",
+        "--hosts-opt", f"log={log}", "--hosts-opt", "delay=1.0", "--backend-parallelism", "1"])
+    emu.calls = str(log)
+    try:
+        emu.start()
+        az = Clients(emu)
+        az.resource.resource_groups.create_or_update("crash", {"location": LOC})
+        subnet = network(az, "crash")
+        poller = az.compute.virtual_machine_scale_sets.begin_create_or_update("crash", "c", vmss_model(subnet.id, 3))
+        time.sleep(1.8)  # one instance handed to the backend, the state file flushed
+        emu.proc.kill()
+        emu.proc.wait()
+        emu.start()
+        assert poller.result().provisioning_state == "Succeeded"
+        created = {c["payload"]["instance_id"] for c in backend_calls(emu) if c["event"] == "instance_created"}
+        assert created == {"0", "1", "2"}
+        assert len(nic_ips(Clients(emu), "crash", "c")) == 3
+    finally:
+        emu.cleanup()
