@@ -2,6 +2,8 @@
 the token service routes and the operation status endpoints."""
 from __future__ import annotations
 
+import re
+
 from ..errors import ArmError, rg_not_found
 from ..lro import job
 from ..router import RG, SUB, Response, paged, route
@@ -155,18 +157,86 @@ def list_groups(app, req, sub):
     return Response(200, paged(req, items, app.config.page_size))
 
 
+def _generic_list(app, req, prefix: str) -> Response:
+    """Resources.List: top-level resources under a prefix, with ARM's $filter forms
+    (resourceType eq, location eq, tagName eq [and tagValue eq], substringof(..., name))."""
+    flt = req.q("$filter") or ""
+    conds = dict((k.lower(), v) for k, v in re.findall(r"(resourceType|location|tagName|tagValue|name)\s+eq\s+'([^']*)'",
+                                                        flt, re.I))
+    sub_m = re.search(r"substringof\('([^']*)',\s*name\)", flt, re.I)
+    items = []
+    for rec in app.store.under(prefix):
+        b = rec["body"]
+        parts = b["id"].split("/")
+        if len(parts) != 9 or parts[5].lower() != "providers" or "location" not in b:
+            continue  # only top-level tracked resources (not child resources or instances)
+        tags = b.get("tags") or {}
+        if "resourcetype" in conds and b["type"].lower() != conds["resourcetype"].lower():
+            continue
+        if "location" in conds and b["location"] != conds["location"].replace(" ", "").lower():
+            continue
+        if "name" in conds and b["name"].lower() != conds["name"].lower():
+            continue
+        if "tagname" in conds:
+            match = {k.lower(): v for k, v in tags.items()}
+            if conds["tagname"].lower() not in match:
+                continue
+            if "tagvalue" in conds and match[conds["tagname"].lower()] != conds["tagvalue"]:
+                continue
+        if sub_m and sub_m.group(1).lower() not in b["name"].lower():
+            continue
+        items.append({k: deep(b[k]) for k in ("id", "name", "type", "location", "tags", "sku", "identity", "zones",
+                                              "kind", "plan") if k in b})
+    items.sort(key=lambda b: b["id"].lower())
+    return Response(200, paged(req, items, app.config.page_size))
+
+
 @route("GET", RG + r"/resources")
 def list_group_resources(app, req, sub, rg):
     require_rg(app, rg)
-    prefix = rg_id(app, rg) + "/providers/"
-    items = []
-    for rec in app.store.under(rg_id(app, rg)):
-        b = rec["body"]
-        if b["id"].lower().startswith(prefix.lower()) and b["id"].count("/") == 8 and "location" in b:
-            items.append({k: b[k] for k in ("id", "name", "type", "location", "tags", "sku", "identity", "zones")
-                          if k in b})
-    items.sort(key=lambda b: b["id"].lower())
-    return Response(200, paged(req, items, app.config.page_size))
+    return _generic_list(app, req, rg_id(app, rg))
+
+
+@route("GET", SUB + r"/resources")
+def list_subscription_resources(app, req, sub):
+    return _generic_list(app, req, f"/subscriptions/{app.sub}/resourceGroups")
+
+
+PROVIDERS = {
+    "Microsoft.Compute": ["virtualMachineScaleSets", "virtualMachineScaleSets/virtualMachines", "virtualMachines",
+                          "locations", "locations/operations", "locations/usages", "skus"],
+    "Microsoft.Network": ["virtualNetworks", "virtualNetworks/subnets", "virtualNetworks/virtualNetworkPeerings",
+                          "networkSecurityGroups", "networkInterfaces", "locations", "locations/operations"],
+    "Microsoft.Resources": ["resourceGroups", "subscriptions", "subscriptions/resourceGroups"],
+    "Microsoft.Authorization": ["roleAssignments", "roleDefinitions"],
+}
+
+
+def _provider(app, ns):
+    return {"id": f"/subscriptions/{app.sub}/providers/{ns}", "namespace": ns, "registrationState": "Registered",
+            "registrationPolicy": "RegistrationRequired",
+            "resourceTypes": [{"resourceType": t, "locations": [v for v in LOCATIONS.values()],
+                               "apiVersions": ["2025-04-01", "2024-07-01", "2024-03-01", "2023-09-01", "2022-04-01",
+                                               "2021-07-01", "2020-06-01"],
+                               "capabilities": "None"} for t in PROVIDERS[ns]]}
+
+
+@route("GET", SUB + r"/providers")
+def list_providers(app, req, sub):
+    return Response(200, {"value": [_provider(app, ns) for ns in PROVIDERS]})
+
+
+@route("GET", SUB + r"/providers/(?P<ns>[^/]+)")
+def get_provider(app, req, sub, ns):
+    for name in PROVIDERS:
+        if name.lower() == ns.lower():
+            return Response(200, _provider(app, name))
+    raise ArmError(404, "InvalidResourceNamespace", f"The resource namespace '{ns}' is invalid.")
+
+
+@route("POST", SUB + r"/providers/(?P<ns>[^/]+)/register")
+def register_provider(app, req, sub, ns):
+    return get_provider(app, req, sub, ns)
 
 
 @route("DELETE", RG)

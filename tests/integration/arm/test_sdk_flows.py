@@ -443,3 +443,13 @@ def test_operation_resumes_after_a_crash(tmp_path):
         assert len(nic_ips(Clients(emu), "crash", "c")) == 3
     finally:
         emu.cleanup()
+
+
+def test_generic_resource_listing_and_providers(az, rg):
+    network(az, rg)
+    names = {r.name for r in az.resource.resources.list_by_resource_group(rg)}
+    assert names == {"vnet", "nsg"}  # top-level resources only (no subnets)
+    nsgs = az.resource.resources.list_by_resource_group(
+        rg, filter="resourceType eq 'Microsoft.Network/networkSecurityGroups'")
+    assert [r.name for r in nsgs] == ["nsg"]
+    assert az.resource.providers.get("Microsoft.Compute").registration_state == "Registered"
