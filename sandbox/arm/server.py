@@ -110,6 +110,9 @@ class App:
             except LookupError:
                 raise self._no_route(req) from None
             if needs_auth:
+                if not req.api_version:
+                    raise ArmError(400, "MissingApiVersionParameter",
+                                   "The api-version query parameter (?api-version=) is required for all requests.")
                 req.principal = self.auth.validate(req.headers.get("authorization"))
                 sub = groups.get("sub")
                 if sub and sub.lower() != self.sub.lower():

@@ -123,6 +123,9 @@ def test_metadata_unknown_routes_and_case_insensitive_paths(arm, az):
                      f"locations/{LOC}/usages?api-version=1999-01-01", headers=h, verify=arm.ca_path, timeout=30)
     assert r.status_code == 200
     assert any(e["api_version"] == "1999-01-01" and e["path"].startswith("/SUBSCRIPTIONS") for e in arm.requests())
+    r = requests.get(f"{arm.resource_manager}subscriptions/{arm.subscription_id}/resourcegroups", headers=h,
+                     verify=arm.ca_path, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "MissingApiVersionParameter"
 
 
 # -- the main flow -----------------------------------------------------------------------------------------
