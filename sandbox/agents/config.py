@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from pathlib import Path
 
@@ -392,10 +391,6 @@ def load_and_check(product: str, paths: list[str], fmt: str | None = None, for_a
     return merged, errors
 
 
-def env_override_paths() -> None:  # pragma: no cover - placeholder for symmetry
-    return None
-
-
 def resolve_addr(v: str | None, default: str, multi: bool = False) -> str:
     """Render go-sockaddr templates; the first address (or all, space separated, when multi)."""
     from .sockaddr import render
@@ -405,7 +400,3 @@ def resolve_addr(v: str | None, default: str, multi: bool = False) -> str:
     if not out:
         return default
     return " ".join(out) if multi else out[0]
-
-
-def hostname() -> str:
-    return os.uname().nodename
