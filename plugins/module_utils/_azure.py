@@ -741,7 +741,8 @@ class AzureModule:
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self._session = None
-        self.retry = RetryPolicy()
+        # One retry budget for the whole run: the module's own timeout (if any) plus 10 minutes.
+        self.retry = RetryPolicy(deadline=(self.params.get('timeout') or 0) + 600)
         if not HAS_AZURE:
             self.module.fail_json(msg=missing_required_lib(AZURE_REQUIREMENTS), exception=AZURE_IMPORT_ERROR)
 
