@@ -207,22 +207,25 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
 
-try:
-    from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
-    import azure.mgmt.core  # noqa: F401 pylint: disable=unused-import
-    HAS_AZURE = True
-    AZURE_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the controller's Python packages
-    HAS_AZURE = False
-    AZURE_IMPORT_ERROR = exc
 
-try:
-    from ansible_collections.hashistack.azure.plugins.module_utils import _azure
-    HAS_SHARED = True
-    SHARED_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover
-    HAS_SHARED = False
-    SHARED_IMPORT_ERROR = exc
+def load_azure():
+    """Return (azure.core.exceptions, the shared _azure module), imported on first use.
+
+    The Azure SDK and the shared Azure code are only needed to call Azure: an inventory served from the cache
+    imports neither (a large part of a cache hit's time otherwise).
+    """
+    # pylint: disable=import-outside-toplevel
+    try:
+        from azure.core import exceptions as azure_exceptions
+        import azure.mgmt.core  # noqa: F401 pylint: disable=unused-import
+    except ImportError as exc:
+        raise AnsibleParserError('The hashistack.azure.vmss inventory plugin needs the Azure SDK for Python '
+                                 '(azure-identity, azure-mgmt-core; see the collection requirements.txt): %s' % to_native(exc))
+    try:
+        from ansible_collections.hashistack.azure.plugins.module_utils import _azure
+    except ImportError as exc:
+        raise AnsibleParserError('Cannot load the shared Azure code of hashistack.azure: %s' % to_native(exc))
+    return azure_exceptions, _azure
 
 
 CACHE_FORMAT = 1
@@ -555,9 +558,9 @@ def _error_text(exc):
 
 
 def _explain(exc, what, session):
-    if HAS_SHARED:
-        return _azure.explain_error(exc, what, getattr(session, 'azure_session', None))
-    return 'Azure request failed while %s: %s' % (what, _error_text(exc))
+    _azure = load_azure()[1]
+    peek = getattr(session, 'peek_session', None)
+    return _azure.explain_error(exc, what, peek() if peek else None)
 
 
 class Fetcher:
@@ -582,19 +585,20 @@ class Fetcher:
 
     # every task below is exactly one (paged) list operation
     def _list(self, sub, path, params, what):
+        errors, _azure = load_azure()
+
         def run():
             return self.session.list_pages(sub, path, params)
         try:
             return self.session.retry(run)
-        except ClientAuthenticationError as exc:
+        except errors.ClientAuthenticationError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
-        except HttpResponseError as exc:
+        except errors.HttpResponseError as exc:
             status = _status_of(exc)
             if status in (403, 404):
-                code = _azure.error_parts(exc)[1] if HAS_SHARED else None
-                raise _Skipped(status, what, _explain(exc, what, self.session), code)
+                raise _Skipped(status, what, _explain(exc, what, self.session), _azure.error_parts(exc)[1])
             raise AnsibleError(_explain(exc, what, self.session))
-        except AzureError as exc:
+        except errors.AzureError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
 
     @staticmethod
@@ -785,10 +789,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super().parse(inventory, loader, path)
         self._read_config_data(path)
 
-        if not HAS_AZURE:
-            raise AnsibleParserError('The hashistack.azure.vmss inventory plugin needs the Azure SDK for Python '
-                                     '(azure-identity, azure-mgmt-core; see requirements.txt): %s' % to_native(AZURE_IMPORT_ERROR))
-
         use_cache = bool(self.get_option('cache'))
         cache_key = self._cache_key(path)
         raw = None
@@ -822,11 +822,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return '%s_%s' % (self.get_cache_key(path), digest)
 
     def _open_session(self, subscriptions):
-        if not HAS_SHARED:
-            raise AnsibleParserError('Cannot load the shared Azure code of hashistack.azure: %s' % to_native(SHARED_IMPORT_ERROR))
         return _SessionAdapter(self.get_option, subscriptions)
 
     def _fetch(self):
+        errors, _azure = load_azure()
         options = self._fetch_options()
         session = self._open_session(options['subscriptions'])
         try:
@@ -842,7 +841,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return fetcher.fetch(subscriptions)
         except _azure.AzureModuleError as exc:
             raise AnsibleParserError('hashistack.azure.vmss: %s' % to_native(exc))
-        except AzureError as exc:
+        except errors.AzureError as exc:
             raise AnsibleParserError('hashistack.azure.vmss: %s' % _explain(exc, 'setting up Azure authentication', session))
         except AnsibleError as exc:
             raise AnsibleParserError('hashistack.azure.vmss: %s' % to_native(exc))
@@ -977,9 +976,14 @@ class _SessionAdapter:
     @property
     def azure_session(self):
         if self._session is None:
+            _azure = load_azure()[1]
             options = _azure.auth_options_from_plugin(self._get_option)
             self._session = _azure.AzureSession(options)
             self._retry = _azure.RetryPolicy(attempts=3, deadline=300)
+        return self._session
+
+    def peek_session(self):
+        """The shared AzureSession if it was created (never creates it)."""
         return self._session
 
     def default_subscription(self):

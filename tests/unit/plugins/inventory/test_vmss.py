@@ -9,6 +9,7 @@ import threading
 import warnings
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..', '..', '..'))
@@ -27,7 +28,7 @@ from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible_collections.hashistack.azure.plugins.inventory import vmss  # noqa: E402
 
 
-class FakeHttpError(vmss.HttpResponseError):
+class FakeHttpError(HttpResponseError):
     def __init__(self, status, message='boom'):
         super().__init__(message=message)
         self.status_code = status
