@@ -72,6 +72,8 @@ class Serf:
             if theirs and not mine:
                 return "Encryption is configured but remote state is not encrypted (this agent has no gossip key)"
             return "No installed keys could decrypt the message"
+        if env.get("product") != self.product:
+            return f"remote node is not a {self.product} agent (got {env.get('product')!r} gossip)"
         cv = (env.get("cluster") or {}).get(self.cluster_field)
         if cv != self.cluster_value:
             word = "datacenter" if self.cluster_field == "dc" else "region"
