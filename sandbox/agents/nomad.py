@@ -986,6 +986,10 @@ def _route(self, method, p, q, body):
             out["client"] = {"ok": ok, "message": "ok" if ok else "not registered with a server"}
         bad = any(not v["ok"] for v in out.values())
         return Response(out, status=500 if bad else 200)
+    if p == "/regions":
+        return Response([self.region])
+    if p == "/agent/servers":
+        return Response(self.known_servers())
     if p == "/agent/members":
         members = self.rpc("Status.Members")
         return Response({"ServerName": self.name, "ServerRegion": self.region, "ServerDC": self.dc,
@@ -1325,6 +1329,9 @@ def _client_cmd(cmd, o, multi, rest) -> int:
             print(columnize(rows) if len(rows) > 1 else "No allocations placed")
             return 0
         nodes = _api(o, "/nodes")
+        if "json" in o:
+            print(json.dumps(nodes, indent=4))
+            return 0
         if not nodes:
             print("No nodes registered")
             return 0

@@ -252,6 +252,9 @@ def test_nomad_region_mismatch_refused(nomad, agents, net):
     assert [m["Name"] for m in members] == ["s1.global"]
     assert http(f"{net(1)}:4646", "/v1/nodes")[1] == []
     assert os.path.exists(Path(a.workdir) / "data" / "server" / "node-id")
+    assert http(f"{net(1)}:4646", "/v1/regions")[1] == ["global"]
+    assert http(f"{net(1)}:4646", "/v1/agent/servers")[1] == [f"{net(1)}:4647"]
+    assert json.loads(run(nomad, "node", "status", "-json", env={"NOMAD_ADDR": f"http://{net(1)}:4646"}).stdout) == []
     info = run(nomad, "agent-info", env={"NOMAD_ADDR": f"http://{net(1)}:4646"}).stdout.splitlines()
     assert "nomad" in info and "  leader = true" in info and "raft" in info
     a.stop(signal.SIGTERM)
