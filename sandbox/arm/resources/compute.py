@@ -253,6 +253,9 @@ def _write_vmss(app, req, rg, name, spec, patch):
             quotas.check(app, location, add, regional=keep * (cpus - ocpus) + grow * cpus)
         elif grow:
             quotas.check(app, location, {family: grow * cpus})
+        if grow:
+            model = get_path(spec, "properties.virtualMachineProfile")
+            network.check_free_ips(app, _primary_subnet(model)[1], grow)
         body = _vmss_body(app, rid if not old else old["body"]["id"], spec, location, size, capacity, mode, zones,
                           single_pg, old)
         model_changed = bool(old) and _model_signature(old["x"]["spec"]) != _model_signature(spec)

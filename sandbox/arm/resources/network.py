@@ -582,6 +582,16 @@ def allocate_ip(app, subnet_id: str, owner: str) -> tuple[str, str]:
                                           "enough capacity for 1 IP addresses.")
 
 
+def check_free_ips(app, subnet_id: str, needed: int) -> None:
+    """Fail before creating anything when the subnet cannot hold ``needed`` more addresses."""
+    rec = app.store.get(subnet_id)
+    net = ipaddress.ip_network(rec["body"]["properties"]["addressPrefix"])
+    free = net.num_addresses - 5 - len(rec["x"].get("allocated", {}))
+    if needed > free:
+        raise bad_request("SubnetIsFull", f"Subnet {rec['body']['name']} with address prefix {net} does not have "
+                                          f"enough capacity for {needed} IP addresses.")
+
+
 def release_ip(app, subnet_id: str, ip: str) -> None:
     with app.store.lock:
         rec = app.store.get(subnet_id)
