@@ -32,6 +32,8 @@ class RecordingBackend(InstanceBackend):
 
     def instance_created(self, instance):
         time.sleep(self.delay)
+        if instance["tags"].get("fail-boot") == instance["instance_id"]:  # lets a test make one boot fail
+            raise RuntimeError(f"instance {instance['instance_id']} did not boot")
         self._log("instance_created", instance)
 
     def instance_restarted(self, instance):

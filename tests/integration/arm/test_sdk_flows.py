@@ -456,3 +456,18 @@ def test_generic_resource_listing_and_providers(az, rg):
         rg, filter="resourceType eq 'Microsoft.Network/networkSecurityGroups'")
     assert [r.name for r in nsgs] == ["nsg"]
     assert az.resource.providers.get("Microsoft.Compute").registration_state == "Registered"
+
+
+def test_failed_boot_fails_the_operation(private):
+    az = Clients(private)
+    az.resource.resource_groups.create_or_update("failing", {"location": LOC})
+    subnet = network(az, "failing", prefix="10.70.0.0/16", subnet="10.70.1.0/24")
+    model = vmss_model(subnet.id, 2)
+    model["tags"]["fail-boot"] = "1"
+    with pytest.raises(HttpResponseError) as err:
+        az.compute.virtual_machine_scale_sets.begin_create_or_update("failing", "f", model).result()
+    assert "did not boot" in str(err.value)
+    assert az.compute.virtual_machine_scale_sets.get("failing", "f").provisioning_state == "Failed"
+    states = {v.instance_id: v.provisioning_state for v in az.compute.virtual_machine_scale_set_vms.list("failing", "f")}
+    assert states == {"0": "Succeeded", "1": "Failed"}
+    az.resource.resource_groups.begin_delete("failing").result()
