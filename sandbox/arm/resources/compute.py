@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -982,7 +983,12 @@ def list_vmss_vms(app, req, sub, rg, vmss):
     vrec = get_vmss_rec(app, rg, vmss)
     _uniform_only(vrec)
     expand = (req.q("$expand") or "").lower()
-    return Response(200, paged(req, instances_of(app, vrec), app.config.page_size,
+    recs = instances_of(app, vrec)
+    m = re.search(r"properties/latestModelApplied\s+eq\s+(true|false)", req.q("$filter") or "", re.I)
+    if m:  # the one $filter the scale-set VM list supports besides instance view expressions
+        want = m.group(1).lower() == "true"
+        recs = [r for r in recs if (r["x"]["model_version"] == vrec["x"]["model_version"]) == want]
+    return Response(200, paged(req, recs, app.config.page_size,
                                lambda r: render_vm(app, r, instance_view="instanceview" in expand)))
 
 

@@ -189,6 +189,8 @@ def test_model_update_and_manual_upgrade(az, rg):
     az.compute.virtual_machine_scale_sets.begin_update_instances(rg, "ss", {"instanceIds": ["1"]}).result()
     vms = list(az.compute.virtual_machine_scale_set_vms.list(rg, "ss"))
     assert [v.latest_model_applied for v in vms] == [False, True]
+    stale = az.compute.virtual_machine_scale_set_vms.list(rg, "ss", filter="properties/latestModelApplied eq false")
+    assert [v.instance_id for v in stale] == ["0"]
 
 
 def test_rolling_upgrade_status(az, rg):
