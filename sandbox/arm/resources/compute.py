@@ -718,7 +718,7 @@ def vmss_provision(app, op, vmss, create=(), delete=(), upgrade=(), rolling=Fals
         raise ArmError(200, "OSProvisioningClientError", "Provisioning of instances failed: " + "; ".join(failures))
 
 
-def _apply_model(app, vrec, rec) -> None:
+def _apply_model(app, vrec, rec, notify: bool = True) -> None:
     """Bring one instance to the scale set's latest model (reimage if the image changed, restart on resize)."""
     old_image = get_path(rec["x"]["model"] or {}, "storageProfile.imageReference")
     old_size = rec["x"]["size"]
@@ -730,19 +730,20 @@ def _apply_model(app, vrec, rec) -> None:
             rec["body"]["sku"]["name"] = vrec["x"]["size"]
         app.store.touch()
     _set_state(app, rec, "Updating")
-    if old_image != get_path(rec["x"]["model"] or {}, "storageProfile.imageReference"):
+    if notify and old_image != get_path(rec["x"]["model"] or {}, "storageProfile.imageReference"):
         app.backend.instance_reimaged(instance_dict(app, rec))
-    elif old_size != rec["x"]["size"]:
+    elif notify and old_size != rec["x"]["size"]:
         app.backend.instance_restarted(instance_dict(app, rec))
     _set_state(app, rec, "Succeeded", "running")
 
 
 def _upgrade(app, vrec, ids, rolling: bool, reimage: bool = False) -> None:
     recs = [r for r in (app.store.get(i) for i in ids) if r is not None]
+    vrec = app.store.get(vrec["body"]["id"]) or vrec
 
     def one(rec):
-        if reimage:
-            _apply_model(app, vrec, rec)
+        if reimage:  # OS upgrade: latest model, then a fresh OS disk (one reimage)
+            _apply_model(app, vrec, rec, notify=False)
             _set_state(app, rec, "Updating")
             app.backend.instance_reimaged(instance_dict(app, rec))
             _set_state(app, rec, "Succeeded", "running")
@@ -756,21 +757,27 @@ def _upgrade(app, vrec, ids, rolling: bool, reimage: bool = False) -> None:
     status = vrec["x"].get("rolling")
     if not status or status["runningStatus"]["code"] != "RollingForward":
         status = start_rolling_status(vrec, len(recs))
+    progress = status["progress"]
     for i in range(0, len(recs), batch):
         time.sleep(app.config.provisioning_seconds)
         if vrec["x"].get("rolling_cancel"):
-            status["runningStatus"].update({"code": "Cancelled", "lastAction": "Cancel",
-                                            "lastActionTime": now_iso(), "endTime": now_iso()})
+            with app.store.lock:
+                status["runningStatus"].update({"code": "Cancelled", "lastAction": "Cancel",
+                                                "lastActionTime": now_iso(), "endTime": now_iso()})
+                app.store.touch()
             return
         chunk = recs[i:i + batch]
-        status["progress"]["inProgressInstanceCount"] = len(chunk)
-        status["progress"]["pendingInstanceCount"] -= len(chunk)
+        with app.store.lock:
+            progress["inProgressInstanceCount"] = len(chunk)
+            progress["pendingInstanceCount"] -= len(chunk)
         _parallel(app, one, chunk)
-        status["progress"]["inProgressInstanceCount"] = 0
-        status["progress"]["successfulInstanceCount"] += len(chunk)
+        with app.store.lock:
+            progress["inProgressInstanceCount"] = 0
+            progress["successfulInstanceCount"] += len(chunk)
+            app.store.touch()
+    with app.store.lock:
+        status["runningStatus"].update({"code": "Completed", "endTime": now_iso()})
         app.store.touch()
-    status["runningStatus"].update({"code": "Completed", "endTime": now_iso()})
-    app.store.touch()
 
 
 def start_rolling_status(vrec, count: int) -> dict:
