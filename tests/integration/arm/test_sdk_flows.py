@@ -473,3 +473,23 @@ def test_failed_boot_fails_the_operation(private):
     states = {v.instance_id: v.provisioning_state for v in az.compute.virtual_machine_scale_set_vms.list("failing", "f")}
     assert states == {"0": "Succeeded", "1": "Failed"}
     az.resource.resource_groups.begin_delete("failing").result()
+
+
+def test_image_change_reimages_through_the_backend(private):
+    az = Clients(private)
+    az.resource.resource_groups.create_or_update("img", {"location": LOC})
+    subnet = network(az, "img", prefix="10.80.0.0/16", subnet="10.80.1.0/24")
+    model = vmss_model(subnet.id, 2, policy="Automatic")
+    az.compute.virtual_machine_scale_sets.begin_create_or_update("img", "auto", model).result()
+    before = len(backend_calls(private))
+    az.compute.virtual_machine_scale_sets.begin_update("img", "auto", {"properties": {"virtualMachineProfile": {
+        "storageProfile": {"imageReference": {"version": "12.20250101.1"}}}}}).result()
+    reimaged = sorted(c["payload"]["instance_id"] for c in backend_calls(private)[before:]
+                      if c["event"] == "instance_reimaged")
+    assert reimaged == ["0", "1"]
+    assert all(v.latest_model_applied for v in az.compute.virtual_machine_scale_set_vms.list("img", "auto"))
+    before = len(backend_calls(private))
+    az.compute.virtual_machine_scale_set_rolling_upgrades.begin_start_os_upgrade("img", "auto").result()
+    events = [c["event"] for c in backend_calls(private)[before:]]
+    assert events == ["instance_reimaged", "instance_reimaged"]  # one batch at a time, once each
+    az.resource.resource_groups.begin_delete("img").result()
