@@ -493,3 +493,19 @@ def test_image_change_reimages_through_the_backend(private):
     events = [c["event"] for c in backend_calls(private)[before:]]
     assert events == ["instance_reimaged", "instance_reimaged"]  # one batch at a time, once each
     az.resource.resource_groups.begin_delete("img").result()
+
+
+def test_many_concurrent_clients(arm, az, rg):
+    from concurrent.futures import ThreadPoolExecutor
+
+    subnet = network(az, rg)
+    az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "many", vmss_model(subnet.id, 3)).result()
+    token = arm.credential().get_token(arm.resource_manager + ".default").token
+    url = (f"{arm.resource_manager}subscriptions/{arm.subscription_id}/resourceGroups/{rg}/providers/"
+           "Microsoft.Compute/virtualMachineScaleSets/many/virtualMachines/{}?api-version=2024-07-01")
+
+    def get(i):  # a new connection (TLS handshake) per request, 200 at once
+        return requests.get(url.format(i % 3), headers={"Authorization": f"Bearer {token}"}, verify=arm.ca_path,
+                            timeout=60).status_code
+    with ThreadPoolExecutor(200) as pool:
+        assert set(pool.map(get, range(400))) == {200}
