@@ -59,7 +59,8 @@ case "${1:-up}" in
     start_arm
     eval "$(arm_env)"
     key=$(python -m sandbox.hosts ssh-key)
-    export ANSIBLE_PRIVATE_KEY_FILE=$key ANSIBLE_HOST_KEY_CHECKING=False
+    # an inventory source that fails (an Azure error) must stop the play, not empty the inventory
+    export ANSIBLE_PRIVATE_KEY_FILE=$key ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_INVENTORY_UNPARSED_FAILED=True
     ansible-playbook -i sandbox/main/vmss.yml sandbox/main/up.yml -e "sandbox_ssh_public_key=$key.pub"
     ansible-inventory -i sandbox/main/vmss.yml --graph
     echo "sandbox: up. Use it with: source scripts/env.sh; eval \"\$(scripts/sandbox.sh env)\""

@@ -713,3 +713,25 @@ def purge_under(app, prefix: str) -> None:
         delete_vnet_now(app, rec["body"]["id"])
     for rec in app.store.of_type(NSG, prefix):
         app.store.delete(rec["body"]["id"])
+
+
+# -- public IP addresses -------------------------------------------------------------------------------
+# The emulator creates no public IPs (scale sets here have no publicIPAddressConfiguration), so these
+# lists are truthfully empty; they exist so clients that ask (the inventory's use_public_ip) get ARM's
+# answer rather than a 404 for an unknown route.
+@route("GET", C + r"/publicipaddresses")
+def list_vmss_public_ips(app, req, sub, rg, vmss):
+    from .compute import get_vmss_rec
+    get_vmss_rec(app, rg, vmss)
+    return Response(200, {"value": []})
+
+
+@route("GET", RG + r"/providers/Microsoft\.Network/publicIPAddresses")
+def list_public_ips(app, req, sub, rg):
+    require_rg(app, rg)
+    return Response(200, {"value": []})
+
+
+@route("GET", SUB + r"/providers/Microsoft\.Network/publicIPAddresses")
+def list_all_public_ips(app, req, sub):
+    return Response(200, {"value": []})
