@@ -283,3 +283,29 @@ class BaseAgent:
 
 def dur(cfg_val, default: str) -> float:
     return parse_duration(cfg_val if cfg_val not in (None, "") else default)
+
+
+def parse_cli_flags(args, with_value=()):
+    """Go-flag style arguments (-k=v, -k v for flags in with_value, bare -k = "true").
+
+    Returns (last value per flag, every value per flag, positional arguments); a lone "-"
+    is positional (it means stdin, as in `consul kv put key -`).
+    """
+    opts, rest = {}, []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-") and len(a) > 1:
+            k = a.lstrip("-")
+            if "=" in k:
+                k, v = k.split("=", 1)
+                opts.setdefault(k, []).append(v)
+            elif k in with_value and i + 1 < len(args):
+                opts.setdefault(k, []).append(args[i + 1])
+                i += 1
+            else:
+                opts.setdefault(k, []).append("true")
+        else:
+            rest.append(a)
+        i += 1
+    return {k: v[-1] for k, v in opts.items()}, opts, rest

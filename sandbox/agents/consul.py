@@ -13,7 +13,7 @@ import sys
 import tarfile
 import time
 
-from .agentbase import BaseAgent, columnize, dur
+from .agentbase import BaseAgent, columnize, dur, parse_cli_flags
 from .config import load_and_check, resolve_addr
 from .net import Response, RPCError, call, sd_notify, serve
 
@@ -410,25 +410,7 @@ def _http_addr(opts):
     return re.sub(r"^https?://", "", a)
 
 
-def _parse(args, flags_with_value=()):
-    opts, rest = {}, []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith("-") and len(a) > 1 and a != "-":
-            k = a.lstrip("-")
-            if "=" in k:
-                k, v = k.split("=", 1)
-                opts.setdefault(k, []).append(v)
-            elif k in flags_with_value and i + 1 < len(args):
-                opts.setdefault(k, []).append(args[i + 1])
-                i += 1
-            else:
-                opts.setdefault(k, []).append("true")
-        else:
-            rest.append(a)
-        i += 1
-    return {k: v[-1] for k, v in opts.items()}, opts, rest
+_parse = parse_cli_flags
 
 
 def _api(opts, path, method=None, body=None, raw=False):

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from . import hcl
-from .agentbase import BaseAgent, columnize, dur
+from .agentbase import BaseAgent, columnize, dur, parse_cli_flags
 from .config import load_and_check, nomad_rules, parse_duration, resolve_addr
 from .net import Response, RPCError, call, sd_notify, serve
 from .shapes import fill, sample
@@ -1160,25 +1160,7 @@ def _err(msg, code=1):
     return code
 
 
-def _parse(args, with_value=()):
-    o, rest = {}, []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith("-") and len(a) > 1:
-            k = a.lstrip("-")
-            if "=" in k:
-                k, v = k.split("=", 1)
-                o.setdefault(k, []).append(v)
-            elif k in with_value and i + 1 < len(args):
-                o.setdefault(k, []).append(args[i + 1])
-                i += 1
-            else:
-                o.setdefault(k, []).append("true")
-        else:
-            rest.append(a)
-        i += 1
-    return {k: v[-1] for k, v in o.items()}, o, rest
+_parse = parse_cli_flags
 
 
 def _hint(kind):
