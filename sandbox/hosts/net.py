@@ -22,6 +22,7 @@ source address of a request is the host's own address.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import subprocess
 from pathlib import Path
@@ -65,9 +66,18 @@ def gateway_for(cidr: str) -> str:
     return str(next(net.hosts()))
 
 
+def bridge_mac(name: str) -> str:
+    """Fixed, locally administered MAC of a bridge. Without it the bridge takes the lowest MAC
+    of its ports and changes it when that port goes away (a host deleted), leaving the other
+    hosts with a stale ARP entry for their gateway."""
+    d = hashlib.sha256(name.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in d[:5])
+
+
 def ensure_bridge(name: str, gateways: list[tuple[str, int]]) -> None:
     if not link_exists(name):
-        run("ip", "link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        run("ip", "link", "add", name, "address", bridge_mac(name), "type", "bridge",
+            "stp_state", "0", "forward_delay", "0")
     have = run("ip", "-o", "-4", "addr", "show", "dev", name).stdout
     for gw, plen in gateways:
         if f" {gw}/{plen} " not in have:

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import shutil
 import ssl
-import time
 
 import pytest
 from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
@@ -268,17 +267,17 @@ def test_vnets_talk_only_when_peered(emu, clients, scale_set):
     web = next(h for ip, h in hosts.items() if ip != ip2)
     other = hosts[ip2]
 
-    def ping(src, ip):
-        return sb.reaches(src["name"], ip, tries=2)
+    def ping(src, ip):              # reachable: retried (first packets may be lost on a busy box)
+        return sb.reaches(src["name"], ip)
 
-    assert not ping(web, ip2) and not ping(other, web["ip"])
+    def blocked(src, ip):           # unreachable: two tries without any reply
+        return not sb.reaches(src["name"], ip, tries=2)
+
+    assert blocked(web, ip2) and blocked(other, web["ip"])
     v1 = net.virtual_networks.get(RG, "vnet-one")
     for a, b, n in ((v1, v2, "one-to-two"), (v2, v1, "two-to-one")):
         _poller_result(net.virtual_network_peerings.begin_create_or_update(RG, a.name, n, VirtualNetworkPeering(
             remote_virtual_network=SubResource(id=b.id), allow_virtual_network_access=True)))
     assert ping(web, ip2) and ping(other, web["ip"])
     _poller_result(net.virtual_network_peerings.begin_delete(RG, "vnet-one", "one-to-two"))
-    deadline = time.monotonic() + 10
-    while ping(other, web["ip"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not ping(other, web["ip"])
+    assert blocked(other, web["ip"]) and blocked(web, ip2)

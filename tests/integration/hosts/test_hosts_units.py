@@ -47,6 +47,8 @@ def test_names_fit_kernel_limits():
     long = dict(inst, vmss_name="x" * 80)
     assert len(arm_backend.host_name(long)) <= 63
     assert net.gateway_for("10.0.1.0/24") == "10.0.1.1"
+    mac = net.bridge_mac("hbabcdn1")
+    assert mac == net.bridge_mac("hbabcdn1") and mac.startswith("02:") and len(mac) == 17
 
 
 class _FakeArm(BaseHTTPRequestHandler):
