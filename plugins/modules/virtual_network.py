@@ -268,6 +268,10 @@ def main():
     if p['location'] and p['location'].replace(' ', '').lower() != (current['location'] or '').lower():
         m.fail('Cannot move %s from %s to %s: location is immutable. Delete the network first or use another name.'
                % (what, current['location'], p['location']))
+    if p['address_prefixes'] is None and p['subnets']:
+        errors = validate_address_space(current['address_prefixes'], p['subnets'])
+        if errors:
+            m.fail('Invalid address plan for %s: %s' % (what, '; '.join(sorted(set(errors)))))
     if p['address_prefixes'] is not None:
         d.compare('address_prefixes', [validate_prefix(x, 'address_prefixes') for x in p['address_prefixes']], kind='set')
     if desired_subnets is not None:

@@ -75,6 +75,9 @@ def test_virtual_network_lifecycle(arm, play, rg, sdk):
     # without purge_subnets, listing one subnet keeps the other
     m = mark(arm)
     assert not ok(play(vnet_task(rg, address_prefixes=None)))['changed'] and writes(arm, m) == []
+    r = play(vnet_task(rg, address_prefixes=None, subnets=[{'name': 'x', 'address_prefix': '172.16.0.0/24'}]))
+    assert r['failed'] and 'subnet x: 172.16.0.0/24 is outside the address space 10.10.0.0/16, 10.11.0.0/16' in r['msg']
+    assert writes(arm, m) == []
     r = ok(play(vnet_task(rg, address_prefixes=None, purge_subnets=True)))
     assert r['changed'] and [s['name'] for s in r['virtual_network']['subnets']] == ['servers']
     r = ok(play(vnet_task(rg, state='absent')))
