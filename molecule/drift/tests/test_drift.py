@@ -19,3 +19,9 @@ def test_all_members_alive(host):
     members = _get(host, 8500, "/v1/agent/members")
     assert sorted(m["Name"] for m in members if m["Status"] == 1) == ["client-1", "server-1", "server-2", "server-3"]
     assert _get(host, 8500, "/v1/status/leader")
+
+
+def test_nomad_back_on_spec(host):
+    me = _get(host, 4646, "/v1/agent/self")["config"]
+    assert me["Region"] == "global"
+    assert me["Datacenter"] == ("web" if host.backend.get_hostname() == "client-1" else "westeurope")
