@@ -802,18 +802,13 @@ def _instance_action(app, rec, action: str) -> None:
         app.backend.instance_reimaged(inst)
         _set_state(app, rec, "Succeeded", "running")
     elif action == "start":
-        was = rec["x"]["power"]
-        if was != "running":
-            if was == "deallocated":
-                app.backend.instance_created(inst)
-            else:
-                app.backend.instance_restarted(inst)
+        if rec["x"]["power"] != "running":
+            # stopped and deallocated instances keep their OS disk: they boot the same root again
+            app.backend.instance_restarted(inst)
         _set_state(app, rec, "Succeeded", "running")
-    elif action == "poweroff":
-        _set_state(app, rec, "Succeeded", "stopped")
-    elif action == "deallocate":
-        app.backend.instance_deleted(inst)
-        _set_state(app, rec, "Succeeded", "deallocated")
+    elif action in ("poweroff", "deallocate"):
+        app.backend.instance_stopped(inst, deallocated=action == "deallocate")
+        _set_state(app, rec, "Succeeded", "deallocated" if action == "deallocate" else "stopped")
     elif action == "delete":
         app.backend.instance_deleted(inst)
         _remove_instance(app, rec)

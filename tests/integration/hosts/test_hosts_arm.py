@@ -244,6 +244,28 @@ def test_restart_and_reimage(emu, clients, scale_set):
     sb.cli("start", name)
 
 
+def test_power_off_and_deallocate_keep_the_os_disk(emu, clients, scale_set):
+    """As on Azure: a stopped or deallocated instance halts, and start boots the same root
+    (custom data does not run again)."""
+    arm, sb = emu
+    _, _, compute = clients
+    iid, ip = sorted(_instance_ips(arm, "web").items())[1]
+    name = _host_by_ip(sb)[ip]["name"]
+    _wait_cloud_init(sb, name)
+    runs = sb.sh(name, "cat /var/tmp/custom-data-runs").stdout.split()
+    sb.sh(name, "echo kept > /root/disk-marker", check=True)
+    vms = compute.virtual_machine_scale_set_vms
+    for stop, power in ((vms.begin_power_off, "PowerState/stopped"), (vms.begin_deallocate, "PowerState/deallocated")):
+        _poller_result(stop(RG, "web", iid))
+        assert power in [s.code for s in vms.get_instance_view(RG, "web", iid).statuses]
+        assert sb.sh(name, "true").returncode != 0                   # the machine is really down
+        _poller_result(vms.begin_start(RG, "web", iid))
+        assert "PowerState/running" in [s.code for s in vms.get_instance_view(RG, "web", iid).statuses]
+        assert sb.sh(name, "cat /root/disk-marker").stdout.strip() == "kept"
+        _wait_cloud_init(sb, name)
+        assert sb.sh(name, "cat /var/tmp/custom-data-runs").stdout.split() == runs
+
+
 def test_delete_instance_removes_host(emu, clients, scale_set):
     arm, sb = emu
     _, _, compute = clients
