@@ -166,6 +166,7 @@ exclude_power_states:
   - deallocated
   - stopped
 
+---
 # Group by scale set and by Nomad datacenter, add a variable, cache the API results for an hour
 plugin: hashistack.azure.vmss
 subscriptions:
@@ -189,6 +190,7 @@ cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/hashistack-inventory
 cache_timeout: 3600
 
+---
 # Reach the instances over their public IPs, explicit service principal from the environment
 plugin: hashistack.azure.vmss
 auth_source: env
