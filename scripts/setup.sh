@@ -6,20 +6,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-APT_PACKAGES=(
-  python3 python3-venv python3-dev gcc git rsync
-  debootstrap systemd-container iproute2 nftables
-  gnupg openssh-client unzip curl ca-certificates
-)
+# Debian packages: systemd-container (systemd-nspawn) and debootstrap for the local hosts,
+# iproute2/nftables for their networks, gnupg for release signatures, python3-venv for .venv.
+# HASHISTACK_APT=always (CI) installs them unconditionally; otherwise only what is missing.
+mapfile -t APT_PACKAGES < <(grep -v -e '^#' -e '^$' scripts/debian-packages.txt)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [[ ${HASHISTACK_APT:-} == always ]]; then
+  missing=("${APT_PACKAGES[@]}")
+fi
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # the tools the sandbox cannot run without, checked so a broken install fails here, not in a test
+  for tool in systemd-nspawn debootstrap ip nft gpg ssh; do
+    command -v "$tool" >/dev/null || { echo "setup: $tool missing after apt-get install" >&2; exit 1; }
+  done
 fi
 
 PY=${PYTHON:-python3}
