@@ -545,20 +545,6 @@ class _Skipped(Exception):
         return self.status == 404 and self.code in VANISHED_CODES
 
 
-def _status_of(exc):
-    status = getattr(exc, 'status_code', None)
-    if status is None:
-        response = getattr(exc, 'response', None)
-        status = getattr(response, 'status_code', None)
-    return status
-
-
-def _error_text(exc):
-    message = getattr(exc, 'message', None) or to_native(exc)
-    message = to_native(message).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
-
-
 def _explain(exc, what, session):
     _azure = load_azure()[1]
     peek = getattr(session, 'peek_session', None)
@@ -596,9 +582,9 @@ class Fetcher:
         except errors.ClientAuthenticationError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
         except errors.HttpResponseError as exc:
-            status = _status_of(exc)
+            status, code, _message = _azure.error_parts(exc)
             if status in (403, 404):
-                raise _Skipped(status, what, _explain(exc, what, self.session), _azure.error_parts(exc)[1])
+                raise _Skipped(status, what, _explain(exc, what, self.session), code)
             raise AnsibleError(_explain(exc, what, self.session))
         except errors.AzureError as exc:
             raise AnsibleError(_explain(exc, what, self.session))
