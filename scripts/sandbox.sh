@@ -13,19 +13,7 @@ PIDFILE=$STATE/arm.pid
 # the emulator's machines and networks (also what `down` cleans up after a crash)
 export HASHISTACK_SANDBOX_RUN=${HASHISTACK_SANDBOX_RUN:-$ARM_STATE/hosts-run}
 
-arm_env() {
-  python - "$ARM_STATE/endpoint.json" <<'PY'
-import json, shlex, sys
-e = json.load(open(sys.argv[1]))
-env = {
-    "AZURE_CLIENT_ID": e["client_id"], "AZURE_SECRET": e["client_secret"], "AZURE_TENANT": e["tenant_id"],
-    "AZURE_SUBSCRIPTION_ID": e["subscription_id"], "AZURE_CLOUD_ENVIRONMENT": e["resource_manager"],
-    "AZURE_CA_BUNDLE": e["ca_path"], "REQUESTS_CA_BUNDLE": e["ca_path"],
-}
-for k, v in env.items():
-    print(f"export {k}={shlex.quote(v)}")
-PY
-}
+arm_env() { python -m sandbox.arm env --state "$ARM_STATE"; }
 
 running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 

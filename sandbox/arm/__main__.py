@@ -1,8 +1,13 @@
-"""``python -m sandbox.arm serve --port PORT --state DIR [options]`` — run the ARM emulator in the foreground."""
+"""``python -m sandbox.arm serve --port PORT --state DIR [options]`` — run the ARM emulator in the foreground.
+
+``python -m sandbox.arm env --state DIR`` prints shell ``export`` lines pointing Ansible at it."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -31,7 +36,18 @@ def main(argv=None) -> int:
     serve.add_argument("--hosts-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="keyword argument for the backend (repeatable)")
     serve.add_argument("--log-level", default="WARNING")
+    env = sub.add_parser("env", help="print export lines for the AZURE_* variables of a running emulator")
+    env.add_argument("--state", required=True, help="the emulator's state directory")
     args = parser.parse_args(argv)
+    if args.cmd == "env":
+        from .testing import endpoint_env
+        with open(os.path.join(args.state, "endpoint.json"), encoding="utf-8") as fh:
+            for key, value in endpoint_env(json.load(fh)).items():
+                # AZURE_CA_BUNDLE is all the collection needs; exporting REQUESTS_CA_BUNDLE or
+                # SSL_CERT_FILE would make every other tool in the shell (pip, curl) distrust the internet
+                if key.startswith("AZURE_"):
+                    print(f"export {key}={shlex.quote(value)}")
+        return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     options = dict(o.split("=", 1) for o in args.hosts_opt)

@@ -20,6 +20,16 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def endpoint_env(endpoint: dict, ca_path: str | None = None) -> dict:
+    """AZURE_* variables that point Ansible and the Azure SDK at an emulator (from its endpoint.json)."""
+    ca = ca_path or endpoint["ca_path"]
+    return {"AZURE_CLIENT_ID": endpoint["client_id"], "AZURE_SECRET": endpoint["client_secret"],
+            "AZURE_CLIENT_SECRET": endpoint["client_secret"], "AZURE_TENANT": endpoint["tenant_id"],
+            "AZURE_TENANT_ID": endpoint["tenant_id"], "AZURE_SUBSCRIPTION_ID": endpoint["subscription_id"],
+            "AZURE_CLOUD_ENVIRONMENT": endpoint["resource_manager"], "AZURE_AUTHORITY_HOST": endpoint["authority"],
+            "REQUESTS_CA_BUNDLE": ca, "AZURE_CA_BUNDLE": ca, "SSL_CERT_FILE": ca}
+
+
 class ArmEmulator:
     def __init__(self, state_dir: str | None = None, port: int = 0, latency_ms: float = 0,
                  provisioning_seconds: float = 0.2, page_size: int | None = None, extra_args: list | None = None,
@@ -123,12 +133,7 @@ class ArmEmulator:
 
     def env(self) -> dict:
         """AZURE_* variables for Ansible/azure tooling pointed at this emulator."""
-        ep = self.endpoint
-        return {"AZURE_CLIENT_ID": ep["client_id"], "AZURE_SECRET": ep["client_secret"],
-                "AZURE_CLIENT_SECRET": ep["client_secret"], "AZURE_TENANT": ep["tenant_id"],
-                "AZURE_TENANT_ID": ep["tenant_id"], "AZURE_SUBSCRIPTION_ID": ep["subscription_id"],
-                "AZURE_CLOUD_ENVIRONMENT": ep["resource_manager"], "AZURE_AUTHORITY_HOST": ep["authority"],
-                "REQUESTS_CA_BUNDLE": self.ca_path, "AZURE_CA_BUNDLE": self.ca_path, "SSL_CERT_FILE": self.ca_path}
+        return endpoint_env(self.endpoint, self.ca_path)
 
     # -- admin API -------------------------------------------------------------------------------
     def _admin(self, method: str, path: str, body=None):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -49,9 +50,9 @@ def sandbox(tmp_path_factory):
     exports = run("env").stdout
     shell_env = dict(env)
     for line in exports.splitlines():
-        for assignment in line.removeprefix("export ").split(" "):
+        for assignment in shlex.split(line)[1:]:  # export K=V [K=V ...]
             key, _, value = assignment.partition("=")
-            shell_env[key] = value.strip("'")
+            shell_env[key] = value
     yield {"up": up, "env": shell_env, "state": state, "run": run}
     down = run("down", check=False)
     assert down.returncode == 0, down.stderr
