@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
 from . import autojoin
-from .config import parse_duration
+from .config import parse_duration, resolve_addr
 from .net import Logger, Response, RPCError, call, serve
 from .raft import NotLeader, Raft
 from .serf import Serf
@@ -51,6 +53,12 @@ class BaseAgent:
         self.raft: Raft | None = None
         self.servers_http = []
         self.started = time.time()
+        self.ap = autopilot_settings(cfg)
+
+    @staticmethod
+    def default_advertise(bind: str) -> str:
+        """The address to advertise when none is configured: the bind address, or the private IP for 0.0.0.0."""
+        return bind if bind != "0.0.0.0" else resolve_addr("{{ GetPrivateIP }}", "127.0.0.1")
 
     def _log_path(self, v):
         """log_file: a file, or a directory (ends with / or exists) that gets <product>.log."""
@@ -207,9 +215,33 @@ class BaseAgent:
         threading.Thread(target=loop, daemon=True, name="retry-join").start()
 
     # ------------------------------------------------------------ raft
-    def start_raft(self, **kw):
-        self.raft = Raft(log=self.log, **kw)
+    def start_raft(self, bind: str, port: int, **kw):
+        """Serve the internal (gossip/raft/RPC) API on bind:port, start raft, lead with _leadership."""
+        self.servers_http.append(serve(bind, port, self.internal_router, self.log))
+        self.raft = Raft(log=self.log, node_id=self.node_id, version=self.version, members_fn=self._server_members,
+                         **self.ap, **kw)
         self.raft.start()
+        self.raft.on_leader.append(self._leadership)
+
+    def _server_members(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _leadership(self, is_leader: bool):
+        raise NotImplementedError
+
+    def while_leader(self, tick, interval: float, what: str, catch_all: bool = False):
+        """Call tick() every interval seconds while this server leads; RPC errors are logged and retried
+        (any other error too with catch_all)."""
+        while self.raft.is_leader() and not self.stopping.is_set():
+            try:
+                tick()
+            except RPCError as e:
+                self.log("DEBUG", f"{what}: {e}")
+            except Exception as e:  # noqa: BLE001 - the leader loop must go on
+                if not catch_all:
+                    raise
+                self.log("ERROR", f"{what} failed: {e!r}")
+            time.sleep(interval)
 
     def internal_router(self, method, path, q, body, headers):
         data = json.loads(body) if body else {}
@@ -229,8 +261,8 @@ class BaseAgent:
                 return Response({"error": str(e)}, status=e.status or 500)
         return Response({"error": f"unknown internal path {path}"}, status=404)
 
-    # server-side RPC dispatch: subclasses define rpc_<Name> handlers and LOCAL_RPCS
-    LOCAL_RPCS: set[str] = set()
+    # server-side RPC dispatch: rpc_<Name> handlers; LOCAL_RPCS answer without the leader
+    LOCAL_RPCS: frozenset[str] = frozenset({"Status.Leader", "Status.Peers", "Operator.RaftConfiguration"})
 
     def server_rpc(self, name: str, args: dict, stale: bool = False):
         if self.raft is None:
@@ -280,10 +312,87 @@ class BaseAgent:
     def rpc_Raft_Apply(self, args):
         return self.raft.apply(args["op"])
 
+    def rpc_Status_Leader(self, a):
+        _lid, laddr = self.raft.leader()
+        return laddr or ""
+
+    def rpc_Status_Peers(self, a):
+        return [self.raft.config[i]["addr"] for i in self.raft.voters()]
+
+    def rpc_Operator_RaftConfiguration(self, a):
+        return self.raft.configuration()
+
+    def rpc_Operator_AutopilotHealth(self, a):
+        return self.raft.autopilot_health()
+
+    def rpc_Operator_TransferLeader(self, a):
+        return self.raft.transfer_leadership(a.get("id") or None)
+
+    def rpc_Snapshot_Save(self, a):
+        return {"state": self.raft.read(), "index": self.raft.index, "term": self.raft.last_term}
+
+    # ------------------------------------------------------------ HTTP API (shared part)
+    def http_router(self, method, path, q, body, headers):
+        if not path.startswith("/v1/"):
+            return self.http_not_found()
+        try:
+            return self._route(method, path[3:], q, body)
+        except RPCError as e:
+            return Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain")
+
+    def http_not_found(self) -> Response:
+        raise NotImplementedError
+
+    def _route(self, method, p, q, body) -> Response:
+        raise NotImplementedError
+
+    def common_route(self, p: str, q: dict) -> Response | None:
+        """The endpoints both agents answer alike (None: not one of them)."""
+        if p == "/status/leader":
+            return Response(self.rpc("Status.Leader"))
+        if p == "/status/peers":
+            return Response(self.rpc("Status.Peers"))
+        if p == "/agent/self":
+            return Response(self.agent_self())
+        if p == "/operator/raft/configuration":
+            return Response(self.rpc("Operator.RaftConfiguration", stale="stale" in q))
+        if p == "/operator/autopilot/health":
+            h = self.rpc("Operator.AutopilotHealth")
+            return Response(h, status=200 if h["Healthy"] else 429)
+        return None
+
+    def agent_self(self) -> dict:
+        raise NotImplementedError
+
+    def index_headers(self) -> dict:
+        """X-Consul-Index / X-Nomad-Index and friends of blocking-query capable endpoints."""
+        pre = "X-" + self.product.capitalize()
+        return {f"{pre}-Index": str(self.raft.index if self.raft else 1), f"{pre}-KnownLeader": "true",
+                f"{pre}-LastContact": "0"}
+
+    def member_status(self, status: str):
+        return status
+
+    def member_json(self, m):
+        return {"Name": m["Name"], "Addr": m["Addr"], "Port": m["Port"], "Tags": m["Tags"],
+                "Status": self.member_status(m["Status"]), "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+                "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
+
 
 def dur(cfg_val, default: str) -> float:
     return parse_duration(cfg_val if cfg_val not in (None, "") else default)
 
+
+def autopilot_settings(cfg: dict) -> dict:
+    """The autopilot block (same keys and defaults for Consul and Nomad) as Raft keyword arguments."""
+    ap = cfg.get("autopilot") or {}
+    return {"stabilization": dur(ap.get("server_stabilization_time"), "10s"),
+            "last_contact_threshold": dur(ap.get("last_contact_threshold"), "200ms"),
+            "max_trailing": ap.get("max_trailing_logs", 250), "cleanup_dead": ap.get("cleanup_dead_servers", True),
+            "min_quorum": ap.get("min_quorum", 0)}
+
+
+# ---------------------------------------------------------------- CLI helpers
 
 def parse_cli_flags(args, with_value=()):
     """Go-flag style arguments (-k=v, -k v for flags in with_value, bare -k = "true").
@@ -309,3 +418,35 @@ def parse_cli_flags(args, with_value=()):
             rest.append(a)
         i += 1
     return {k: v[-1] for k, v in opts.items()}, opts, rest
+
+
+def cli_client(flag: str, env: str, default: str):
+    """The CLI's view of the agent's HTTP API: (address(opts), api(opts, "/path", method=, body=, raw=)).
+    The address is -<flag>, else $<env>, else default (a scheme is dropped); api calls /v1 there."""
+    def address(opts: dict) -> str:
+        a = opts.get(flag) or os.environ.get(env) or default
+        return re.sub(r"^https?://", "", a)
+
+    def api(opts, path, method=None, body=None, raw=False):
+        return call(address(opts), "/v1" + path, body=body, method=method, timeout=15, raw=raw)
+    return address, api
+
+
+def cli_err(msg, code=1):
+    print(msg, file=sys.stderr)
+    return code
+
+
+def run_client_cmd(client_cmd, cmd: str, args: list[str], with_value, unreachable: str) -> int:
+    """A CLI command that talks to the agent: client_cmd(cmd, opts, multi, rest) with the parsed flags.
+    An RPCError exits 1 with the message: agent not reachable (status 0, prefixed with unreachable),
+    a usage error the CLI raised itself (status 1), or the API's answer."""
+    o, multi, rest = parse_cli_flags(args, with_value)
+    try:
+        return client_cmd(cmd, o, multi, rest)
+    except RPCError as e:
+        if e.status == 0:
+            return cli_err(f"{unreachable}: {e}")
+        if e.status == 1:
+            return cli_err(f"Error: {e}")
+        return cli_err(f"Error: Unexpected response code: {e.status} ({e})")

@@ -11,11 +11,10 @@ import re
 import secrets
 import sys
 import tarfile
-import time
 
-from .agentbase import BaseAgent, columnize, dur, parse_cli_flags
+from .agentbase import BaseAgent, cli_client, cli_err, columnize, dur, parse_cli_flags, run_client_cmd
 from .config import load_and_check, resolve_addr
-from .net import Response, RPCError, call, sd_notify, serve
+from .net import Response, RPCError, sd_notify, serve
 
 STATUS = {"alive": 1, "leaving": 2, "left": 3, "failed": 4}
 
@@ -61,7 +60,6 @@ def _apply(state, op, index):
 
 class ConsulAgent(BaseAgent):
     product = "consul"
-    LOCAL_RPCS = {"Status.Leader", "Status.Peers", "Operator.RaftConfiguration"}
 
     def __init__(self, cfg, paths, build, dev=False):
         super().__init__(cfg, paths, build, dev)
@@ -71,7 +69,7 @@ class ConsulAgent(BaseAgent):
         self.node_name = c.get("node_name") or os.uname().nodename
         bind = resolve_addr(c.get("bind_addr"), "0.0.0.0")
         self.bind = bind
-        self.advertise = resolve_addr(c.get("advertise_addr"), bind if bind != "0.0.0.0" else resolve_addr("{{ GetPrivateIP }}", "127.0.0.1"))
+        self.advertise = resolve_addr(c.get("advertise_addr"), self.default_advertise(bind))
         client_addr = resolve_addr(c.get("client_addr"), "127.0.0.1", multi=True)
         ports = c.get("ports") or {}
         self.http_port = ports.get("http", 8500)
@@ -82,14 +80,6 @@ class ConsulAgent(BaseAgent):
         self.expect = c.get("bootstrap_expect") or (1 if c.get("bootstrap") else 0)
         perf = c.get("performance") or {}
         self.mult = perf.get("raft_multiplier") or 5
-        ap = c.get("autopilot") or {}
-        self.ap = {
-            "stabilization": dur(ap.get("server_stabilization_time"), "10s"),
-            "last_contact_threshold": dur(ap.get("last_contact_threshold"), "200ms"),
-            "max_trailing": ap.get("max_trailing_logs", 250),
-            "cleanup_dead": ap.get("cleanup_dead_servers", True),
-            "min_quorum": ap.get("min_quorum", 0),
-        }
 
     # ------------------------------------------------------------ lifecycle
     def should_leave(self, sig):
@@ -115,13 +105,9 @@ class ConsulAgent(BaseAgent):
                                             bool(self.cfg.get("disable_keyring_file"))),
                         field="dc", value=self.dc)
         if self.server:
-            srv = serve(self.bind, self.server_port, self.internal_router, self.log)
-            self.servers_http.append(srv)
-            self.start_raft(node_id=self.node_id, name=self.node_name, rpc_addr=f"{self.advertise}:{self.server_port}",
+            self.start_raft(self.bind, self.server_port, name=self.node_name, rpc_addr=f"{self.advertise}:{self.server_port}",
                             data_dir=self.data_dir, apply_fn=_apply, initial_state=_initial_state(),
-                            bootstrap_expect=self.expect, multiplier=self.mult, version=self.version,
-                            members_fn=self._server_members, **self.ap)
-            self.raft.on_leader.append(self._leadership)
+                            bootstrap_expect=self.expect, multiplier=self.mult)
         for a in self.http_addr.split():
             self.servers_http.append(serve(a, self.http_port, self.http_router, self.log))
         self.log("INFO", f"agent: Started HTTP server: address={self.http_addr}:{self.http_port} network=tcp")
@@ -156,12 +142,7 @@ class ConsulAgent(BaseAgent):
         if not is_leader:
             return
         self.log("INFO", "agent.server: cluster leadership acquired")
-        while self.raft.is_leader() and not self.stopping.is_set():
-            try:
-                self._reconcile()
-            except RPCError as e:
-                self.log("DEBUG", f"agent.server: reconcile: {e}")
-            time.sleep(0.5)
+        self.while_leader(self._reconcile, 0.5, "agent.server: reconcile")
 
     def _reconcile(self):
         nodes = self.raft.read()["nodes"]
@@ -178,24 +159,8 @@ class ConsulAgent(BaseAgent):
                 self.raft.apply({"op": "node_set", "node": want})
 
     # ------------------------------------------------------------ RPC handlers (server side)
-    def rpc_Status_Leader(self, a):
-        _lid, laddr = self.raft.leader()
-        return laddr or ""
-
-    def rpc_Status_Peers(self, a):
-        return [self.raft.config[i]["addr"] for i in self.raft.voters()]
-
-    def rpc_Operator_RaftConfiguration(self, a):
-        return self.raft.configuration()
-
-    def rpc_Operator_AutopilotHealth(self, a):
-        return self.raft.autopilot_health()
-
     def rpc_Operator_AutopilotState(self, a):
         return self.raft.autopilot_state()
-
-    def rpc_Operator_TransferLeader(self, a):
-        return self.raft.transfer_leadership(a.get("id") or None)
 
     def rpc_KV_Get(self, a):
         return self.raft.read()["kv"]
@@ -203,36 +168,18 @@ class ConsulAgent(BaseAgent):
     def rpc_Catalog_Nodes(self, a):
         return self.raft.read()["nodes"]
 
-    def rpc_Snapshot_Save(self, a):
-        return {"state": self.raft.read(), "index": self.raft.index, "term": self.raft.last_term}
-
     # ------------------------------------------------------------ HTTP API
-    def member_json(self, m):
-        return {"Name": m["Name"], "Addr": m["Addr"], "Port": m["Port"], "Tags": m["Tags"],
-                "Status": STATUS.get(m["Status"], 0), "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
-                "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
+    def member_status(self, status):
+        return STATUS.get(status, 0)
 
-    def http_router(self, method, path, q, body, headers):
-        if not path.startswith("/v1/"):
-            return Response({"error": "not found"}, status=404)
-        p = path[3:]
-        try:
-            return self._route(method, p, q, body)
-        except RPCError as e:
-            return Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain")
-
-    def _index_hdr(self):
-        return {"X-Consul-Index": str(self.raft.index if self.raft else 1), "X-Consul-KnownLeader": "true",
-                "X-Consul-LastContact": "0"}
+    def http_not_found(self):
+        return Response({"error": "not found"}, status=404)
 
     def _route(self, method, p, q, body):
         stale = "stale" in q
-        if p == "/status/leader":
-            return Response(self.rpc("Status.Leader"))
-        if p == "/status/peers":
-            return Response(self.rpc("Status.Peers"))
-        if p == "/agent/self":
-            return Response(self.agent_self())
+        common = self.common_route(p, q)
+        if common is not None:
+            return common
         if p == "/agent/members":
             return Response([self.member_json(m) for m in self.serf.list()])
         if p.startswith("/agent/join/"):
@@ -252,16 +199,11 @@ class ConsulAgent(BaseAgent):
         if p == "/agent/reload":
             self.reload()
             return Response(None)
-        if p == "/operator/raft/configuration":
-            return Response(self.rpc("Operator.RaftConfiguration", stale=stale))
         if p == "/operator/raft/transfer-leader":
             if method != "POST":
                 return Response(raw=b"method not allowed\n", status=405, ctype="text/plain")
             self.rpc("Operator.TransferLeader", {"id": q.get("id", "")})
             return Response({"Success": True})
-        if p == "/operator/autopilot/health":
-            h = self.rpc("Operator.AutopilotHealth")
-            return Response(h, status=200 if h["Healthy"] else 429)
         if p == "/operator/autopilot/state":
             return Response(self.rpc("Operator.AutopilotState"))
         if p == "/operator/keyring":
@@ -272,7 +214,7 @@ class ConsulAgent(BaseAgent):
         if p == "/catalog/nodes":
             nodes = self.rpc("Catalog.Nodes", stale=stale)
             return Response([{k: v for k, v in n.items() if k != "Status"} | {"CreateIndex": 1, "ModifyIndex": 1}
-                             for _, n in sorted(nodes.items())], headers=self._index_hdr())
+                             for _, n in sorted(nodes.items())], headers=self.index_headers())
         if p.startswith("/health/state/"):
             st = p.rsplit("/", 1)[1]
             if st not in ("any", "passing", "warning", "critical"):
@@ -285,7 +227,7 @@ class ConsulAgent(BaseAgent):
                                 "Notes": "", "Output": "Agent alive and reachable" if n["Status"] == "passing" else "Agent not live or unreachable",
                                 "ServiceID": "", "ServiceName": "", "ServiceTags": [], "Type": "", "Namespace": "default",
                                 "Definition": {}, "CreateIndex": 1, "ModifyIndex": 1})
-            return Response(out, headers=self._index_hdr())
+            return Response(out, headers=self.index_headers())
         if p.startswith("/kv/") or p == "/kv":
             return self._kv(method, p[4:], q, body)
         if p == "/snapshot":
@@ -329,7 +271,7 @@ class ConsulAgent(BaseAgent):
         else:
             items = [kv[key]] if key in kv else []
         if not items:
-            return Response(raw=b"", status=404, ctype="text/plain", headers=self._index_hdr())
+            return Response(raw=b"", status=404, ctype="text/plain", headers=self.index_headers())
         if "raw" in q:
             return Response(raw=base64.b64decode(items[0]["Value"] or ""), ctype="text/plain; charset=utf-8")
         out = []
@@ -339,7 +281,7 @@ class ConsulAgent(BaseAgent):
             if d["Value"] == "":
                 d["Value"] = None
             out.append(d)
-        return Response(out, headers=self._index_hdr())
+        return Response(out, headers=self.index_headers())
 
     def agent_self(self):
         me = self.serf.local()
@@ -405,21 +347,9 @@ def _snapshot_read(data: bytes) -> dict:
 
 # ---------------------------------------------------------------- CLI
 
-def _http_addr(opts):
-    a = opts.get("http-addr") or os.environ.get("CONSUL_HTTP_ADDR") or "127.0.0.1:8500"
-    return re.sub(r"^https?://", "", a)
-
-
+_, _api = cli_client("http-addr", "CONSUL_HTTP_ADDR", "127.0.0.1:8500")
 _parse = parse_cli_flags
-
-
-def _api(opts, path, method=None, body=None, raw=False):
-    return call(_http_addr(opts), "/v1" + path, body=body, method=method, timeout=15, raw=raw)
-
-
-def _err(msg, code=1):
-    print(msg, file=sys.stderr)
-    return code
+_err = cli_err
 
 
 def cli(argv, build) -> int:
@@ -494,13 +424,8 @@ def cli(argv, build) -> int:
             print("==> " + "\n".join(rerr), file=sys.stderr)
             return 1
         return ConsulAgent(cfg, paths, build, dev="dev" in o).run()
-    o, multi, rest = _parse(args, ("http-addr", "status", "address", "id", "flags", "modify-index", "token"))
-    try:
-        return _client_cmd(cmd, o, multi, rest)
-    except RPCError as e:
-        if e.status == 0:
-            return _err(f"Error connecting to Consul agent: {e}")
-        return _err(f"Error: Unexpected response code: {e.status} ({e})")
+    return run_client_cmd(_client_cmd, cmd, args, ("http-addr", "status", "address", "id", "flags", "modify-index", "token"),
+                          "Error connecting to Consul agent")
 
 
 def _client_cmd(cmd, o, multi, rest) -> int:

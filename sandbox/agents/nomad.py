@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from . import hcl
-from .agentbase import BaseAgent, columnize, dur, parse_cli_flags
+from .agentbase import BaseAgent, cli_client, cli_err, columnize, dur, parse_cli_flags, run_client_cmd
 from .config import load_and_check, nomad_rules, parse_duration, resolve_addr
 from .net import Response, RPCError, call, sd_notify, serve
 from .shapes import fill, sample
@@ -288,7 +288,7 @@ def normalize_job(j: dict) -> dict:
 
 class NomadAgent(BaseAgent):
     product = "nomad"
-    LOCAL_RPCS = {"Status.Leader", "Status.Peers", "Operator.RaftConfiguration", "Status.Members"}
+    LOCAL_RPCS = BaseAgent.LOCAL_RPCS | {"Status.Members"}
 
     def __init__(self, cfg, paths, build, dev=False):
         super().__init__(cfg, paths, build, dev)
@@ -307,16 +307,11 @@ class NomadAgent(BaseAgent):
         ports = c.get("ports") or {}
         self.ports = {"http": ports.get("http", 4646), "rpc": ports.get("rpc", 4647), "serf": ports.get("serf", 4648)}
         self.addrs = {k: resolve_addr(addrs.get(k), bind) for k in ("http", "rpc", "serf")}
-        default_adv = bind if bind != "0.0.0.0" else resolve_addr("{{ GetPrivateIP }}", "127.0.0.1")
+        default_adv = self.default_advertise(bind)
         self.adv = {}
         for k in ("http", "rpc", "serf"):
             a = resolve_addr(adv.get(k), self.addrs[k] if self.addrs[k] != "0.0.0.0" else default_adv)
             self.adv[k] = a if ":" in a else f"{a}:{self.ports[k]}"
-        ap = c.get("autopilot") or {}
-        self.ap = {"stabilization": dur(ap.get("server_stabilization_time"), "10s"),
-                   "last_contact_threshold": dur(ap.get("last_contact_threshold"), "200ms"),
-                   "max_trailing": ap.get("max_trailing_logs", 250), "cleanup_dead": ap.get("cleanup_dead_servers", True),
-                   "min_quorum": ap.get("min_quorum", 0)}
         self.heartbeat_grace = dur(self.srv_cfg.get("heartbeat_grace"), "10s")
         self.min_ttl = dur(self.srv_cfg.get("min_heartbeat_ttl"), "10s")
         self.hb_seen: dict[str, float] = {}
@@ -351,13 +346,10 @@ class NomadAgent(BaseAgent):
                             tags=self.tags(), key=self.gossip_key(self.srv_cfg.get("encrypt"),
                                                                   self.data_dir / "server" / "serf" / "keyring"),
                             field="region", value=self.region)
-            self.servers_http.append(serve(self.addrs["rpc"], self.ports["rpc"], self.internal_router, self.log))
-            self.start_raft(node_id=self.node_id, name=f"{self.name}.{self.region}", rpc_addr=self.adv["rpc"],
+            self.start_raft(self.addrs["rpc"], self.ports["rpc"], name=f"{self.name}.{self.region}", rpc_addr=self.adv["rpc"],
                             data_dir=self.data_dir / "server", apply_fn=_apply, initial_state=_initial_state(),
                             bootstrap_expect=self.srv_cfg.get("bootstrap_expect", 0),
-                            multiplier=self.srv_cfg.get("raft_multiplier", 1), version=self.version,
-                            members_fn=self._server_members, **self.ap)
-            self.raft.on_leader.append(self._leadership)
+                            multiplier=self.srv_cfg.get("raft_multiplier", 1))
             sj = self.srv_cfg.get("server_join") or {}
             entries = (sj.get("retry_join") or []) + (self.srv_cfg.get("retry_join") or []) + (sj.get("start_join") or []) + (self.srv_cfg.get("start_join") or [])
             self.start_retry_join(entries, dur(sj.get("retry_interval") or self.srv_cfg.get("retry_interval"), "30s"),
@@ -405,14 +397,7 @@ class NomadAgent(BaseAgent):
         self.log("INFO", "nomad: cluster leadership acquired")
         now = time.monotonic()
         self.hb_seen = {nid: now for nid in self.raft.read()["nodes"]}
-        while self.raft.is_leader() and not self.stopping.is_set():
-            try:
-                self._leader_tick()
-            except RPCError as e:
-                self.log("DEBUG", f"nomad: leader loop: {e}")
-            except Exception as e:  # noqa: BLE001
-                self.log("ERROR", f"nomad: leader loop failed: {e!r}")
-            time.sleep(0.3)
+        self.while_leader(self._leader_tick, 0.3, "nomad: leader loop", catch_all=True)
 
     def _ttl(self):
         return self.min_ttl
@@ -526,38 +511,25 @@ class NomadAgent(BaseAgent):
         return a
 
     # ------------------------------------------------------------ server RPCs
-    def rpc_Status_Leader(self, a):
-        _lid, laddr = self.raft.leader()
-        return laddr or ""
-
-    def rpc_Status_Peers(self, a):
-        return [self.raft.config[i]["addr"] for i in self.raft.voters()]
-
     def rpc_Status_Members(self, a):
         return self.serf.list()
 
     def rpc_Operator_RaftConfiguration(self, a):
-        c = self.raft.configuration()
+        c = super().rpc_Operator_RaftConfiguration(a)
         for s in c["Servers"]:
             s["RaftProtocol"] = "3"
         return c
 
-    def rpc_Operator_AutopilotHealth(self, a):
-        return self.raft.autopilot_health()
-
     def rpc_Operator_TransferLeader(self, a):
-        target = a.get("id") or None
         if a.get("address"):
             target = next((i for i, c in self.raft.config.items() if c["addr"] == a["address"]), None)
             if target is None:
                 raise RPCError(f"cannot find peer with address {a['address']}", 400)
-        return self.raft.transfer_leadership(target)
+            return self.raft.transfer_leadership(target)
+        return super().rpc_Operator_TransferLeader(a)
 
     def rpc_State_Read(self, a):
         return self.raft.read()
-
-    def rpc_Snapshot_Save(self, a):
-        return {"state": self.raft.read(), "index": self.raft.index, "term": self.raft.last_term}
 
     def rpc_Node_Register(self, a):
         node = a["node"]
@@ -954,28 +926,15 @@ def _prefix_one(items: dict, ident: str, what="node"):
     raise RPCError(f"Prefix matched multiple {what}s", 400)
 
 
-def _http_router(self, method, path, q, body, headers):
-    if not path.startswith("/v1/"):
-        return Response(raw=b"Invalid URL\n", status=404, ctype="text/plain")
-    p = path[3:]
-    try:
-        return self._route(method, p, q, body)
-    except RPCError as e:
-        return Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain")
-
-
-def _idx(self):
-    return {"X-Nomad-Index": str(self.raft.index if self.raft else 1), "X-Nomad-KnownLeader": "true", "X-Nomad-LastContact": "0"}
+def _http_not_found(self):
+    return Response(raw=b"Invalid URL\n", status=404, ctype="text/plain")
 
 
 def _route(self, method, p, q, body):
     data = json.loads(body) if body and body[:1] in (b"{", b"[") else {}
-    if p == "/status/leader":
-        return Response(self.rpc("Status.Leader"))
-    if p == "/status/peers":
-        return Response(self.rpc("Status.Peers"))
-    if p == "/agent/self":
-        return Response(self.agent_self())
+    common = self.common_route(p, q)
+    if common is not None:
+        return common
     if p == "/agent/health":
         out = {}
         if self.is_server:
@@ -1009,7 +968,7 @@ def _route(self, method, p, q, body):
         nodes = [_stub_node(n) for n in st["nodes"].values()]
         if q.get("prefix"):
             nodes = [n for n in nodes if n["ID"].startswith(q["prefix"])]
-        return Response(sorted(nodes, key=lambda n: n["ID"]), headers=self._idx())
+        return Response(sorted(nodes, key=lambda n: n["ID"]), headers=self.index_headers())
     m = re.match(r"^/node/([^/]+)(/(drain|eligibility|allocations))?$", p)
     if m:
         st = self.rpc("State.Read")
@@ -1017,9 +976,9 @@ def _route(self, method, p, q, body):
         nid = n["ID"]
         sub = m.group(3)
         if sub is None:
-            return Response(fill(json.loads(json.dumps(n)), sample("nomad", "GET /v1/node/:node_id")), headers=self._idx())
+            return Response(fill(json.loads(json.dumps(n)), sample("nomad", "GET /v1/node/:node_id")), headers=self.index_headers())
         if sub == "allocations":
-            return Response([_full_alloc(a) for a in st["allocs"].values() if a["NodeID"] == nid], headers=self._idx())
+            return Response([_full_alloc(a) for a in st["allocs"].values() if a["NodeID"] == nid], headers=self.index_headers())
         if method not in ("POST", "PUT"):
             raise RPCError("Invalid method", 405)
         if sub == "drain":
@@ -1047,7 +1006,7 @@ def _route(self, method, p, q, body):
                         "Namespace": j.get("Namespace", "default"), "NodePool": j.get("NodePool", "default"), "Stop": j["Stop"],
                         "JobSummary": _job_summary(j, allocs), "CreateIndex": j["CreateIndex"], "ModifyIndex": j["ModifyIndex"],
                         "JobModifyIndex": j["JobModifyIndex"], "SubmitTime": j["SubmitTime"], "Version": j["Version"]})
-        return Response(out, headers=self._idx())
+        return Response(out, headers=self.index_headers())
     m = re.match(r"^/job/([^/]+)(/(allocations|summary))?$", p)
     if m:
         jid = m.group(1)
@@ -1065,30 +1024,20 @@ def _route(self, method, p, q, body):
             return Response(raw=b"job not found\n", status=404, ctype="text/plain")
         allocs = [a for a in st["allocs"].values() if a["JobID"] == jid]
         if m.group(3) == "allocations":
-            return Response([_stub_alloc(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])], headers=self._idx())
+            return Response([_stub_alloc(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])], headers=self.index_headers())
         if m.group(3) == "summary":
             return Response(_job_summary(j, allocs))
-        return Response(dict(j, Status=_job_status(j, allocs)), headers=self._idx())
-    if p == "/operator/raft/configuration":
-        return Response(self.rpc("Operator.RaftConfiguration", stale="stale" in q))
+        return Response(dict(j, Status=_job_status(j, allocs)), headers=self.index_headers())
     if p == "/operator/raft/transfer-leadership":
         if method not in ("PUT", "POST"):
             raise RPCError("Invalid method", 405)
         self.rpc("Operator.TransferLeader", {"id": q.get("id", ""), "address": q.get("address", "")})
         return Response(None)
-    if p == "/operator/autopilot/health":
-        h = self.rpc("Operator.AutopilotHealth")
-        return Response(h, status=200 if h["Healthy"] else 429)
     if p == "/operator/snapshot":
         from .consul import _snapshot_bytes
         snap = self.rpc("Snapshot.Save")
         return Response(raw=_snapshot_bytes(snap), ctype="application/octet-stream", headers={"X-Nomad-Index": str(snap["index"])})
     return Response(raw=b"Invalid URL\n", status=404, ctype="text/plain")
-
-
-def _member_json(self, m):
-    return {"Name": m["Name"], "Addr": m["Addr"], "Port": m["Port"], "Tags": m["Tags"], "Status": m["Status"],
-            "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2, "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 
 
 def _agent_self(self):
@@ -1137,29 +1086,15 @@ def _agent_self(self):
     return {"config": cfgj, "member": member, "stats": stats}
 
 
-NomadAgent.http_router = _http_router
+NomadAgent.http_not_found = _http_not_found
 NomadAgent._route = _route
-NomadAgent._idx = _idx
-NomadAgent.member_json = _member_json
 NomadAgent.agent_self = _agent_self
 
 
 # ---------------------------------------------------------------- CLI
 
-def _addr(o):
-    a = o.get("address") or os.environ.get("NOMAD_ADDR") or "http://127.0.0.1:4646"
-    return re.sub(r"^https?://", "", a)
-
-
-def _api(o, path, method=None, body=None, raw=False):
-    return call(_addr(o), "/v1" + path, body=body, method=method, timeout=15, raw=raw)
-
-
-def _err(msg, code=1):
-    print(msg, file=sys.stderr)
-    return code
-
-
+_addr, _api = cli_client("address", "NOMAD_ADDR", "http://127.0.0.1:4646")
+_err = cli_err
 _parse = parse_cli_flags
 
 
@@ -1240,15 +1175,8 @@ def cli(argv, build) -> int:
     if cmd == "operator" and args[:3] == ["gossip", "keyring", "generate"]:
         print(base64.b64encode(secrets.token_bytes(32)).decode())
         return 0
-    o, multi, rest = _parse(args, ("address", "deadline", "m", "meta", "t", "token", "id", "peer-id", "peer-address"))
-    try:
-        return _client_cmd(cmd, o, multi, rest)
-    except RPCError as e:
-        if e.status == 0:
-            return _err(f"Error querying: {e}")
-        if e.status == 1:
-            return _err(f"Error: {e}")
-        return _err(f"Error: Unexpected response code: {e.status} ({e})")
+    return run_client_cmd(_client_cmd, cmd, args, ("address", "deadline", "m", "meta", "t", "token", "id", "peer-id",
+                                                   "peer-address"), "Error querying")
 
 
 def _client_cmd(cmd, o, multi, rest) -> int:
