@@ -155,20 +155,12 @@ def merge(a, b):
 
 # ---------------------------------------------------------------- checking
 
+# first match wins: bool before int (a bool is an int in Python)
+_TYPENAMES = ((bool, "bool"), (int, "int"), (float, "float"), (str, "string"), (list, "list"), (dict, "map"))
+
+
 def _typename(v):
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "list"
-    if isinstance(v, dict):
-        return "map"
-    return type(v).__name__
+    return next((name for t, name in _TYPENAMES if isinstance(v, t)), type(v).__name__)
 
 
 def _coerce(t: str, v, path: str, errors: list[str]):

@@ -173,22 +173,21 @@ def job_from_hcl(text: str) -> dict:
     return _job_api(jid, body)
 
 
+def _labelled(blocks) -> dict:
+    """Labelled HCL blocks (`group "name" { ... }`) as one map name -> body; repeated blocks parse as a list of maps."""
+    if isinstance(blocks, list):
+        merged = {}
+        for m in blocks:
+            merged.update(m)
+        return merged
+    return blocks or {}
+
+
 def _job_api(jid, b) -> dict:
     groups = []
-    gmap = b.get("group") or {}
-    if isinstance(gmap, list):
-        merged = {}
-        for g in gmap:
-            merged.update(g)
-        gmap = merged
-    for gname, g in gmap.items():
+    for gname, g in _labelled(b.get("group")).items():
         tasks = []
-        tmap = g.get("task") or {}
-        if isinstance(tmap, list):
-            merged = {}
-            for t in tmap:
-                merged.update(t)
-            tmap = merged
+        tmap = _labelled(g.get("task"))
         for tname, t in tmap.items():
             tasks.append({"Name": tname, "Driver": t.get("driver", "raw_exec"), "Config": t.get("config") or {},
                           "Env": t.get("env"), "KillTimeout": int(parse_duration(t.get("kill_timeout", "5s")) * 1e9),

@@ -321,17 +321,20 @@ class Raft:
                 req["state"] = self.state
             return json.loads(json.dumps(req))
 
+    def _append_to(self, pid, addr):
+        """One AppendEntries round trip to a peer; records its contact and acknowledged index."""
+        r = self._rpc(addr, "/raft/append", self._append_req(pid))
+        with self.lock:
+            if r["term"] > self.term:
+                self._step_down(r["term"])
+                return
+            self.peer_contact[pid] = time.monotonic()
+            self.peer_acked[pid] = (r["index"], r["last_term"])
+            self.commit_cv.notify_all()
+
     def _replicate(self, pid, addr):
         try:
-            req = self._append_req(pid)
-            r = self._rpc(addr, "/raft/append", req)
-            with self.lock:
-                if r["term"] > self.term:
-                    self._step_down(r["term"])
-                    return
-                self.peer_contact[pid] = time.monotonic()
-                self.peer_acked[pid] = (r["index"], r["last_term"])
-                self.commit_cv.notify_all()
+            self._append_to(pid, addr)
         except RPCError:
             pass
         except Exception as e:  # noqa: BLE001
@@ -371,15 +374,7 @@ class Raft:
     def _replicate_now(self, pid, addr):
         # separate from the heartbeat path so writes are not delayed by an in-flight heartbeat
         try:
-            req = self._append_req(pid)
-            r = self._rpc(addr, "/raft/append", req)
-            with self.lock:
-                if r["term"] > self.term:
-                    self._step_down(r["term"])
-                    return
-                self.peer_contact[pid] = time.monotonic()
-                self.peer_acked[pid] = (r["index"], r["last_term"])
-                self.commit_cv.notify_all()
+            self._append_to(pid, addr)
         except Exception:  # noqa: BLE001
             pass
 
