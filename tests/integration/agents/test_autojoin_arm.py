@@ -5,50 +5,30 @@ resource_group=.. vm_scale_set=..)."""
 from __future__ import annotations
 
 import ipaddress
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sandbox.agents import autojoin
+from sandbox.agents.testing import JsonServer
 
 LOC = "westeurope"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
-class _FakeImds:
+class _FakeImds(JsonServer):
     """IMDS managed identity endpoint handing out the emulator's token for one principal."""
 
     def __init__(self, arm, principal):
         self.calls = []
-        outer = self
+        self.arm, self.principal = arm, principal
+        super().__init__()
 
-        class H(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.calls.append((self.path, self.headers.get("Metadata")))
-                if self.headers.get("Metadata") != "true":
-                    self.send_response(400)
-                    self.end_headers()
-                    return
-                data = json.dumps(arm.identity_token(principal)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+    def get(self, url, query, headers):
+        self.calls.append((url.geturl(), headers.get("Metadata")))
+        if headers.get("Metadata") != "true":
+            return 400, {"error": "invalid_request"}
+        return 200, self.arm.identity_token(self.principal)
 
 
 def _vmss_body(subnet_id, capacity):
