@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import image, imds_server, net, paths, state
+from .procs import pids_with_cmdline
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CA_NAME = "hashistack-sandbox-arm.crt"
@@ -123,16 +124,7 @@ def container_inits(upper_prefix: str) -> list[int]:
 
 def _nspawn_procs_for(run: Path) -> list[int]:
     """systemd-nspawn processes (and their supervising shells) that belong to a run dir."""
-    out = []
-    needle = f"-D\0{run}/hosts/".encode()
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if needle in (p / "cmdline").read_bytes():
-                    out.append(int(p.name))
-            except OSError:
-                pass
-    return out
+    return pids_with_cmdline(f"-D\0{run}/hosts/".encode())
 
 
 def _kill(pids: list[int], sig: int) -> None:

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from .procs import pids_with_cmdline
+
 API_VERSIONS = ["2017-03-01", "2017-04-02", "2017-08-01", "2017-10-01", "2017-12-01", "2018-02-01",
                 "2018-04-02", "2018-10-01", "2019-02-01", "2019-03-11", "2019-04-30", "2019-06-01",
                 "2019-06-04", "2019-08-01", "2019-08-15", "2019-11-01", "2020-06-01", "2020-07-15",
@@ -241,16 +243,7 @@ def spawn(run: Path) -> tuple[int, int]:
 
 
 def find_servers(run: Path) -> list[int]:
-    needle = f"sandbox.hosts.imds_server\0--run\0{run}\0".encode()
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if needle in (p / "cmdline").read_bytes():
-                    out.append(int(p.name))
-            except OSError:
-                pass
-    return out
+    return pids_with_cmdline(f"sandbox.hosts.imds_server\0--run\0{run}\0".encode())
 
 
 def main(argv=None) -> None:
