@@ -1,6 +1,6 @@
 """hashicorp_release on the controller itself (connection local): verified install from an
 air-gapped archive directory and from a mirror, tampering and wrong keys rejected, versioned
-directory + link switch, gossip keys kept once, cluster spec validation.
+directory + link switch; and hashicorp_agent's gossip keys kept once and cluster spec validation.
 
 The release tree is built by sandbox.agents (official layout, signed with the sandbox key)."""
 
@@ -162,12 +162,12 @@ def test_shipped_key_is_hashicorps():
 GOSSIP = """\
 - name: Key
   ansible.builtin.include_role:
-    name: hashistack.azure.hashicorp_release
+    name: hashistack.azure.hashicorp_agent
     tasks_from: gossip_key
   vars:
-    hashicorp_release_gossip_product: consul
-    hashicorp_release_gossip_key: ""
-    hashicorp_release_gossip_fact: the_key
+    hashicorp_agent_product: consul
+    hashicorp_agent_gossip_key: ""
+    hashicorp_agent_gossip_fact: the_key
 - name: Show
   ansible.builtin.debug:
     msg: "{{ the_key | length }}"
@@ -193,7 +193,7 @@ def test_gossip_key_generated_once_private_never_logged(tmp_path):
 SPEC = """\
 - name: Spec
   ansible.builtin.include_role:
-    name: hashistack.azure.hashicorp_release
+    name: hashistack.azure.hashicorp_agent
     tasks_from: cluster_spec
 - name: Show
   ansible.builtin.debug:
