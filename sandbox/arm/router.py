@@ -13,6 +13,13 @@ SEG = r"[^/]+"
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourceGroups/(?P<rg>[^/]+)"
 
+
+def type_path(scope: str, rtype: str, name: str | None = None) -> str:
+    """Pattern of a resource type (``"Microsoft.Network/virtualNetworks"``) under a scope pattern (SUB or
+    RG); with name, of one resource of that type, its name captured as group ``name``."""
+    path = scope + "/providers/" + re.escape(rtype)
+    return path + rf"/(?P<{name}>{SEG})" if name else path
+
 _ROUTES: list[tuple[str, re.Pattern, object, bool]] = []
 
 

@@ -15,18 +15,18 @@ from .. import quotas
 from ..backend import InstanceBackend
 from ..errors import ArmError, entity_not_found, invalid_parameter, not_found
 from ..lro import job
-from ..router import RG, SUB, Response, paged, route
+from ..router import RG, SUB, Response, paged, route, type_path
 from ..util import check_name, deep, get_path, merge_patch, new_guid, normalize_location, now_iso, strip_secrets
 from . import network
-from .resources import require_rg
+from .resources import list_routes, require_rg
 
 NS = "Microsoft.Compute"
 VMSS = "Microsoft.Compute/virtualMachineScaleSets"
 VMSS_VM = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
 VM = "Microsoft.Compute/virtualMachines"
-C = RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets/(?P<vmss>[^/]+)"
+C = type_path(RG, VMSS, "vmss")
 CV = C + r"/virtualMachines/(?P<iid>[^/]+)"
-VMR = RG + r"/providers/Microsoft\.Compute/virtualMachines/(?P<vm>[^/]+)"
+VMR = type_path(RG, VM, "vm")
 ACTIONS = ("restart", "reimage", "reimageall", "start", "poweroff", "deallocate", "redeploy")
 
 
@@ -880,17 +880,7 @@ def delete_vmss(app, req, sub, rg, vmss):
     return app.lro.accepted(op)
 
 
-@route("GET", RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets")
-def list_vmss(app, req, sub, rg):
-    require_rg(app, rg)
-    prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
-    return Response(200, paged(req, [render_vmss(app, r) for r in app.store.of_type(VMSS, prefix)],
-                               app.config.page_size))
-
-
-@route("GET", SUB + r"/providers/Microsoft\.Compute/virtualMachineScaleSets")
-def list_all_vmss(app, req, sub):
-    return Response(200, paged(req, [render_vmss(app, r) for r in app.store.of_type(VMSS)], app.config.page_size))
+list_routes(VMSS, render_vmss)
 
 
 @route("GET", C + r"/instanceView")
@@ -1066,7 +1056,7 @@ def _vm_filter(req, recs):
     return recs
 
 
-@route("GET", RG + r"/providers/Microsoft\.Compute/virtualMachines")
+@route("GET", type_path(RG, VM))
 def list_vms(app, req, sub, rg):
     require_rg(app, rg)
     recs = _vm_filter(req, app.store.of_type(VM, f"/subscriptions/{app.sub}/resourceGroups/{rg}"))
@@ -1074,7 +1064,7 @@ def list_vms(app, req, sub, rg):
     return Response(200, paged(req, recs, app.config.page_size, lambda r: render_vm(app, r, expand)))
 
 
-@route("GET", SUB + r"/providers/Microsoft\.Compute/virtualMachines")
+@route("GET", type_path(SUB, VM))
 def list_all_vms(app, req, sub):
     recs = _vm_filter(req, app.store.of_type(VM))
     expand = "instanceview" in (req.q("$expand") or "").lower()

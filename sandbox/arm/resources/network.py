@@ -7,9 +7,9 @@ import time
 
 from ..errors import ArmError, bad_request, not_found
 from ..lro import job
-from ..router import RG, SUB, Response, paged, route
+from ..router import RG, SUB, Response, paged, route, type_path
 from ..util import check_name, deep, etag, get_path, new_guid, normalize_location
-from .resources import require_rg
+from .resources import list_routes, require_rg
 
 NS = "Microsoft.Network"
 VNET = "Microsoft.Network/virtualNetworks"
@@ -19,8 +19,8 @@ NSG = "Microsoft.Network/networkSecurityGroups"
 NIC = "Microsoft.Network/networkInterfaces"
 VMSS_NIC = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces"
 
-V = RG + r"/providers/Microsoft\.Network/virtualNetworks/(?P<vnet>[^/]+)"
-N = RG + r"/providers/Microsoft\.Network/networkSecurityGroups/(?P<nsg>[^/]+)"
+V = type_path(RG, VNET, "vnet")
+N = type_path(RG, NSG, "nsg")
 
 DEFAULT_RULES = [
     ("AllowVnetInBound", "Allow inbound traffic from all VMs in VNET", "Allow", "VirtualNetwork", "VirtualNetwork",
@@ -277,16 +277,7 @@ def delete_vnet_now(app, rid: str) -> None:
     app.backend.network_deleted(rec["body"]["id"])
 
 
-@route("GET", RG + r"/providers/Microsoft\.Network/virtualNetworks")
-def list_vnets(app, req, sub, rg):
-    require_rg(app, rg)
-    prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
-    return Response(200, paged(req, [render(app, r) for r in app.store.of_type(VNET, prefix)], app.config.page_size))
-
-
-@route("GET", SUB + r"/providers/Microsoft\.Network/virtualNetworks")
-def list_all_vnets(app, req, sub):
-    return Response(200, paged(req, [render(app, r) for r in app.store.of_type(VNET)], app.config.page_size))
+list_routes(VNET, render)
 
 
 # -- subnets ---------------------------------------------------------------------------------------
@@ -301,13 +292,25 @@ def put_subnet(app, req, sub, rg, vnet, subnet):
     return _write_response(app, req, rec, created)
 
 
-@route("GET", V + r"/subnets/(?P<subnet>[^/]+)")
-def get_subnet(app, req, sub, rg, vnet, subnet):
-    _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
-    rec = app.store.get(_id(app, rg, "virtualNetworks", vnet, "subnets", subnet))
-    if rec is None:
-        raise not_found(VNET + "/" + vnet + "/subnets", subnet, rg)
-    return Response(200, render(app, rec))
+def _vnet_child_routes(kind: str, group: str) -> None:
+    """GET one and GET the list of a virtual network's children of one kind (``subnets``,
+    ``virtualNetworkPeerings``); the child's name is the route group ``group``."""
+    @route("GET", V + rf"/{kind}/(?P<{group}>[^/]+)")
+    def get_child(app, req, sub, rg, vnet, **child):
+        _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
+        rec = app.store.get(_id(app, rg, "virtualNetworks", vnet, kind, child[group]))
+        if rec is None:
+            raise not_found(VNET + "/" + vnet + "/" + kind, child[group], rg)
+        return Response(200, render(app, rec))
+
+    @route("GET", V + rf"/{kind}")
+    def list_children(app, req, sub, rg, vnet):
+        vrec = _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
+        return Response(200, paged(req, app.store.of_type(f"{VNET}/{kind}", vrec["body"]["id"]), app.config.page_size,
+                                   lambda r: render(app, r)))
+
+
+_vnet_child_routes("subnets", "subnet")
 
 
 @route("DELETE", V + r"/subnets/(?P<subnet>[^/]+)")
@@ -317,13 +320,6 @@ def delete_subnet(app, req, sub, rg, vnet, subnet):
     if rec and rec["x"].get("allocated"):
         raise _subnet_in_use(rec, vnet)
     return _accepted_delete(app, req, rid)
-
-
-@route("GET", V + r"/subnets")
-def list_subnets(app, req, sub, rg, vnet):
-    vrec = _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
-    return Response(200, paged(req, [render(app, s) for s in app.store.of_type(SUBNET, vrec["body"]["id"])],
-                               app.config.page_size))
 
 
 # -- peerings --------------------------------------------------------------------------------------
@@ -403,25 +399,12 @@ def _delete_peering_now(app, rid):
         app.backend.networks_unpeered(local_vnet, remote_vnet)
 
 
-@route("GET", V + r"/virtualNetworkPeerings/(?P<peer>[^/]+)")
-def get_peering(app, req, sub, rg, vnet, peer):
-    _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
-    rec = app.store.get(_id(app, rg, "virtualNetworks", vnet, "virtualNetworkPeerings", peer))
-    if rec is None:
-        raise not_found(VNET + "/" + vnet + "/virtualNetworkPeerings", peer, rg)
-    return Response(200, render(app, rec))
+_vnet_child_routes("virtualNetworkPeerings", "peer")
 
 
 @route("DELETE", V + r"/virtualNetworkPeerings/(?P<peer>[^/]+)")
 def delete_peering(app, req, sub, rg, vnet, peer):
     return _accepted_delete(app, req, _id(app, rg, "virtualNetworks", vnet, "virtualNetworkPeerings", peer))
-
-
-@route("GET", V + r"/virtualNetworkPeerings")
-def list_peerings(app, req, sub, rg, vnet):
-    vrec = _get(app, _id(app, rg, "virtualNetworks", vnet), VNET, vnet, rg)
-    return Response(200, paged(req, [render(app, p) for p in app.store.of_type(PEERING, vrec["body"]["id"])],
-                               app.config.page_size))
 
 
 # -- network security groups -----------------------------------------------------------------------
@@ -508,16 +491,7 @@ def delete_nsg(app, req, sub, rg, nsg):
     return _accepted_delete(app, req, rid)
 
 
-@route("GET", RG + r"/providers/Microsoft\.Network/networkSecurityGroups")
-def list_nsgs(app, req, sub, rg):
-    require_rg(app, rg)
-    prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
-    return Response(200, paged(req, [render(app, r) for r in app.store.of_type(NSG, prefix)], app.config.page_size))
-
-
-@route("GET", SUB + r"/providers/Microsoft\.Network/networkSecurityGroups")
-def list_all_nsgs(app, req, sub):
-    return Response(200, paged(req, [render(app, r) for r in app.store.of_type(NSG)], app.config.page_size))
+list_routes(NSG, render)
 
 
 @route("PUT", N + r"/securityRules/(?P<rule>[^/]+)")
@@ -636,7 +610,7 @@ def nic_body(app, nic_id: str, nic_type: str, ipconfig: str, ip: str, subnet_id:
 
 
 # -- network interfaces (views) --------------------------------------------------------------------
-C = RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets/(?P<vmss>[^/]+)"
+C = type_path(RG, "Microsoft.Compute/virtualMachineScaleSets", "vmss")
 
 
 @route("GET", C + r"/networkInterfaces")
@@ -670,24 +644,15 @@ def list_vmss_vm_nic_ipconfigs(app, req, sub, rg, vmss, iid, nic):
     return Response(200, {"value": body["properties"]["ipConfigurations"]})
 
 
-@route("GET", RG + r"/providers/Microsoft\.Network/networkInterfaces/(?P<nic>[^/]+)")
+@route("GET", type_path(RG, NIC, "nic"))
 def get_nic(app, req, sub, rg, nic):
     return Response(200, deep(_get(app, _id(app, rg, "networkInterfaces", nic), NIC, nic, rg)["body"]))
 
 
-@route("GET", RG + r"/providers/Microsoft\.Network/networkInterfaces")
-def list_nics(app, req, sub, rg):
-    require_rg(app, rg)
-    prefix = f"/subscriptions/{app.sub}/resourceGroups/{rg}"
-    return Response(200, paged(req, app.store.of_type(NIC, prefix), app.config.page_size, lambda r: deep(r["body"])))
+list_routes(NIC, lambda app, rec: deep(rec["body"]))
 
 
-@route("GET", SUB + r"/providers/Microsoft\.Network/networkInterfaces")
-def list_all_nics(app, req, sub):
-    return Response(200, paged(req, app.store.of_type(NIC), app.config.page_size, lambda r: deep(r["body"])))
-
-
-@route("DELETE", RG + r"/providers/Microsoft\.Network/networkInterfaces/(?P<nic>[^/]+)")
+@route("DELETE", type_path(RG, NIC, "nic"))
 def delete_nic(app, req, sub, rg, nic):
     rid = _id(app, rg, "networkInterfaces", nic)
     rec = app.store.get(rid)

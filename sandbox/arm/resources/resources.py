@@ -6,7 +6,7 @@ import re
 
 from ..errors import ArmError, rg_not_found
 from ..lro import job
-from ..router import RG, SUB, Response, paged, route
+from ..router import RG, SUB, Response, paged, route, type_path
 from ..util import LOCATIONS, check_rg_name, deep, normalize_location
 
 RG_TYPE = "Microsoft.Resources/resourceGroups"
@@ -21,6 +21,23 @@ def require_rg(app, rg: str) -> dict:
     if rec is None or rec["body"]["properties"]["provisioningState"] == "Deleting":
         raise rg_not_found(rg)
     return rec
+
+
+def list_routes(rtype: str, render) -> None:
+    """Register the two list operations of a resource type: GET .../resourceGroups/{rg}/providers/<type>
+    and GET /subscriptions/{sub}/providers/<type>. Paged, ordered by id; render(app, rec) makes the
+    answer of each record of the page."""
+    def page(app, req, recs):
+        return Response(200, paged(req, recs, app.config.page_size, lambda r: render(app, r)))
+
+    @route("GET", type_path(RG, rtype))
+    def list_in_resource_group(app, req, sub, rg):
+        require_rg(app, rg)
+        return page(app, req, app.store.of_type(rtype, rg_id(app, rg)))
+
+    @route("GET", type_path(SUB, rtype))
+    def list_in_subscription(app, req, sub):
+        return page(app, req, app.store.of_type(rtype))
 
 
 # -- cloud metadata and token service -------------------------------------------------------------
