@@ -136,7 +136,7 @@ def _get(app, rid, rtype, name, rg):
     rec = app.store.get(rid)
     if rec is None:
         require_rg(app, rg)
-        raise not_found(rtype if rtype.count("/") == 1 else rtype, name, rg)
+        raise not_found(rtype, name, rg)
     return rec
 
 
@@ -154,22 +154,14 @@ def put_vnet(app, req, sub, rg, vnet):
         raise bad_request("InvalidRequestFormat", "Cannot parse the request. VirtualNetwork address space is missing.")
     nets = [_net(p, rid) for p in prefixes]
     with app.store.lock:
-        old = app.store.get(rid)
-        if old and old["body"]["location"] != location:
-            raise _location_conflict(vnet, old["body"]["location"], rg, location)
-        new = {"name": old["body"]["name"] if old else vnet, "id": old["body"]["id"] if old else rid, "etag": etag(),
-               "type": VNET, "location": location,
-               "properties": {"provisioningState": "Updating",
-                              "resourceGuid": old["body"]["properties"]["resourceGuid"] if old else new_guid(),
-                              "addressSpace": {"addressPrefixes": list(prefixes)},
-                              "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
-                              "enableVmProtection": bool(props.get("enableVmProtection", False)),
-                              "privateEndpointVNetPolicies": "Disabled"}}
+        old, new = _top_level_put(app, rid, VNET, vnet, rg, location, body, {
+            "addressSpace": {"addressPrefixes": list(prefixes)},
+            "enableDdosProtection": bool(props.get("enableDdosProtection", False)),
+            "enableVmProtection": bool(props.get("enableVmProtection", False)),
+            "privateEndpointVNetPolicies": "Disabled"})
         for key in ("flowTimeoutInMinutes", "dhcpOptions", "encryption"):
             if key in props:
                 new["properties"][key] = props[key]
-        if body.get("tags") is not None:
-            new["tags"] = body["tags"]
         # A PUT replaces the network: subnets it does not list are deleted (as in ARM).
         wanted = {(s.get("name") or "").lower(): s for s in props.get("subnets") or []}
         existing = app.store.of_type(SUBNET, rid)
@@ -187,6 +179,22 @@ def put_vnet(app, req, sub, rg, vnet):
                 raise bad_request("InvalidRequestFormat", "Cannot parse the request. Subnet name is missing.")
             _upsert_subnet(app, rg, new, name, s.get("properties") or {}, nets, seen)
     return _write_response(app, req, app.store.get(rid), old is None, hook="vnet_created" if old is None else None)
+
+
+def _top_level_put(app, rid, rtype, name, rg, location, body, props) -> tuple[dict | None, dict]:
+    """(existing record, new body) for a PUT of a virtual network or security group (store lock held):
+    name, id and resourceGuid stay those of an existing resource, whose location may not change;
+    properties are provisioningState, resourceGuid, then props; tags as the request gives them."""
+    old = app.store.get(rid)
+    if old and old["body"]["location"] != location:
+        raise _location_conflict(name, old["body"]["location"], rg, location)
+    new = {"name": old["body"]["name"] if old else name, "id": old["body"]["id"] if old else rid, "etag": etag(),
+           "type": rtype, "location": location,
+           "properties": {"provisioningState": "Updating",
+                          "resourceGuid": old["body"]["properties"]["resourceGuid"] if old else new_guid(), **props}}
+    if body.get("tags") is not None:
+        new["tags"] = body["tags"]
+    return old, new
 
 
 def _location_conflict(name, old, rg, new) -> ArmError:
@@ -229,9 +237,10 @@ def _upsert_subnet(app, rg, vnet_body, name, props, nets, seen) -> dict:
                  "privateLinkServiceNetworkPolicies": props.get("privateLinkServiceNetworkPolicies", "Enabled")}
     nsg_ref = (props.get("networkSecurityGroup") or {}).get("id")
     if nsg_ref:
-        if not app.store.get(nsg_ref):
+        nsg = app.store.get(nsg_ref)
+        if not nsg:
             raise invalid_reference(app, nsg_ref, rid)
-        new_props["networkSecurityGroup"] = {"id": app.store.get(nsg_ref)["body"]["id"]}
+        new_props["networkSecurityGroup"] = {"id": nsg["body"]["id"]}
     for key in ("serviceEndpoints", "routeTable", "natGateway", "defaultOutboundAccess"):
         if key in props:
             new_props[key] = props[key]
@@ -460,16 +469,8 @@ def put_nsg(app, req, sub, rg, nsg):
     rules = [_rule(rid, r) for r in props.get("securityRules") or []]
     _check_rule_conflicts(rules)
     with app.store.lock:
-        old = app.store.get(rid)
-        if old and old["body"]["location"] != location:
-            raise _location_conflict(nsg, old["body"]["location"], rg, location)
-        new = {"name": old["body"]["name"] if old else nsg, "id": old["body"]["id"] if old else rid, "etag": etag(),
-               "type": NSG, "location": location,
-               "properties": {"provisioningState": "Updating",
-                              "resourceGuid": old["body"]["properties"]["resourceGuid"] if old else new_guid(),
-                              "securityRules": rules, "defaultSecurityRules": _defaults(rid)}}
-        if body.get("tags") is not None:
-            new["tags"] = body["tags"]
+        old, new = _top_level_put(app, rid, NSG, nsg, rg, location, body,
+                                  {"securityRules": rules, "defaultSecurityRules": _defaults(rid)})
         app.store.put(new)
     return _write_response(app, req, app.store.get(rid), old is None)
 
@@ -483,10 +484,11 @@ def get_nsg(app, req, sub, rg, nsg):
 def delete_nsg(app, req, sub, rg, nsg):
     rid = _id(app, rg, "networkSecurityGroups", nsg)
     rec = app.store.get(rid)
-    if rec and render(app, rec)["properties"].get("subnets"):
+    subnets = render(app, rec)["properties"].get("subnets") if rec else None
+    if subnets:
         raise bad_request("InUseNetworkSecurityGroupCannotBeDeleted",
                           f"Network security group {rec['body']['id']} cannot be deleted because it is in use by the "
-                          f"following resources: {render(app, rec)['properties']['subnets'][0]['id']}. In order to "
+                          f"following resources: {subnets[0]['id']}. In order to "
                           "delete the Network security group, remove the association with the resource(s).")
     return _accepted_delete(app, req, rid)
 
