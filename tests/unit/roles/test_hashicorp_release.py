@@ -1,6 +1,6 @@
 """hashicorp_release on the controller itself (connection local): verified install from an
 air-gapped archive directory and from a mirror, tampering and wrong keys rejected, versioned
-directory + link switch; and hashicorp_agent's gossip keys kept once and cluster spec validation.
+directory + link switch; and hashicorp_agent's gossip keys kept once, cluster spec validation and join targets.
 
 The release tree is built by sandbox.agents (official layout, signed with the sandbox key)."""
 
@@ -226,3 +226,48 @@ def test_cluster_spec_pool_datacenter_and_tag_mismatch(tmp_path):
     msg = _failure(_play(tmp_path, SPEC, {"hashistack_spec": GOOD_SPEC, "hashistack_pool": "batch",
                                           "nomad_region": "northeurope"}))
     assert "tags disagree with the cluster spec" in msg
+
+
+JOIN = """\
+- name: Two servers in the inventory
+  ansible.builtin.add_host:
+    name: "{{ item.name }}"
+    groups: consul_servers
+    azure_private_ip: "{{ item.ip }}"
+  loop: [{name: s2, ip: 10.0.0.12}, {name: s1, ip: 10.0.0.11}]
+- name: Join
+  ansible.builtin.include_role:
+    name: hashistack.azure.hashicorp_agent
+    tasks_from: join
+  vars:
+    hashicorp_agent_product: consul
+    hashicorp_agent_join_fact: the_join
+    hashicorp_agent_servers_group: consul_servers
+- name: Show
+  ansible.builtin.copy:
+    content: "{{ the_join | to_json }}"
+    dest: result.json
+    mode: "0600"
+"""
+
+BY_TAG = {"tag_name": "hashistack_cluster", "tag_value": "prod", "resource_group": "", "scale_set": ""}
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"hashicorp_agent_join_method": "azure"},
+     ["provider=azure tag_name=hashistack_cluster tag_value=prod subscription_id=sub-1"]),
+    ({"hashicorp_agent_join_method": "azure", "hashicorp_agent_azure_join": dict(BY_TAG, resource_group="rg", scale_set="srv")},
+     ["provider=azure resource_group=rg vm_scale_set=srv subscription_id=sub-1"]),
+    ({"hashicorp_agent_join_method": "inventory"}, ["10.0.0.11", "10.0.0.12"]),
+    ({"hashicorp_agent_join_method": "azure", "hashicorp_agent_retry_join": ["10.9.9.9"]}, ["10.9.9.9"]),
+])
+def test_join_targets(tmp_path, extra, expected):
+    v = {"hashistack_spec": dict(GOOD_SPEC, azure={"subscription_id": "sub-1"}), "hashicorp_agent_azure_join": BY_TAG}
+    v.update(extra)
+    assert _result(_play(tmp_path, JOIN, v)) == expected
+
+
+def test_join_azure_needs_a_subscription(tmp_path):
+    msg = _failure(_play(tmp_path, JOIN, {"hashistack_spec": GOOD_SPEC, "hashicorp_agent_azure_join": BY_TAG,
+                                          "hashicorp_agent_join_method": "azure"}))
+    assert "azure needs hashistack_spec.azure.subscription_id" in msg
