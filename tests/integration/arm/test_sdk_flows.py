@@ -120,8 +120,11 @@ def test_metadata_unknown_routes_and_case_insensitive_paths(arm, az):
     assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
     assert r.json()["error"]["code"] == "InvalidResourceType"
     r = requests.get(f"{arm.resource_manager}SUBSCRIPTIONS/{arm.subscription_id}/providers/microsoft.COMPUTE/"
-                     f"locations/{LOC}/usages?api-version=1999-01-01", headers=h, verify=arm.ca_path, timeout=30)
+                     f"locations/{LOC}/usages?api-version=2024-07-01", headers=h, verify=arm.ca_path, timeout=30)
     assert r.status_code == 200
+    r = requests.get(f"{arm.resource_manager}SUBSCRIPTIONS/{arm.subscription_id}/providers/microsoft.COMPUTE/"
+                     f"locations/{LOC}/usages?api-version=1999-01-01", headers=h, verify=arm.ca_path, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "NoRegisteredProviderFound"
     assert any(e["api_version"] == "1999-01-01" and e["path"].startswith("/SUBSCRIPTIONS") for e in arm.requests())
     r = requests.get(f"{arm.resource_manager}subscriptions/{arm.subscription_id}/resourcegroups", headers=h,
                      verify=arm.ca_path, timeout=30)
@@ -228,8 +231,10 @@ def test_flexible_orchestration(az, rg):
     az.compute.virtual_machines.begin_delete(rg, vms[0].name).result()
     assert az.compute.virtual_machine_scale_sets.get(rg, "flex").sku.capacity == 1
     assert len(list(az.network.network_interfaces.list(rg))) == 1
+    uniform = vmss_model(subnet.id, 1)
+    uniform["properties"]["orchestrationMode"] = "Uniform"  # a PUT that leaves it out keeps Flexible
     with pytest.raises(HttpResponseError) as err:  # orchestration mode is immutable
-        az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "flex", vmss_model(subnet.id, 1))
+        az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "flex", uniform)
     assert err.value.error.code == "PropertyChangeNotAllowed"
 
 
