@@ -72,7 +72,7 @@ def pytest_sessionfinish(session, exitstatus):
     checked, problems = check_request_logs(directory)
     report = config.pluginmanager.get_plugin("terminalreporter")
     if report is not None and checked:
-        report.ensure_newline()
+        report.write_line("")
         versions = sorted({(e.get("api_version") or "") for e in checked})
         report.write_line(f"api-versions: {len(checked)} ARM requests from the collection, all checked against "
                           f"the emulator's table; versions used: {', '.join(versions)}")

@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     sub.add_parser("api-versions", help="print the api-versions enforced per resource type, with their sources")
     args = parser.parse_args(argv)
     if args.cmd == "api-versions":
-        from . import registry
-        registry.load()
+        from . import registry, resources
+        resources.load()
         for namespace, rtype, versions, source in registry.table():
             print(f"{namespace}/{rtype}\t{', '.join(versions)}\t# {source}")
         return 0

@@ -29,6 +29,7 @@ from .router import Request, Response, route
 MAX_REQUESTS = 500
 MAX_WITH_BODY = 20
 SYNC_REQUESTS = 20
+ARM_PATHS = ("/subscriptions", "/providers", "/tenants", "/resources", "/locations")  # what a batch may carry
 
 
 def _invalid(message: str) -> ArmError:
@@ -43,6 +44,9 @@ def _items(body) -> list[dict]:
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not item.get("httpMethod") or not (item.get("url") or item.get("relativeUrl")):
             raise _invalid(f"Request {i} needs 'httpMethod' and 'url' or 'relativeUrl'.")
+        if not urlsplit(item.get("url") or item.get("relativeUrl")).path.lower().startswith(ARM_PATHS):
+            raise _invalid(f"Request {i}: '{item.get('url') or item.get('relativeUrl')}' is not an Azure Resource "
+                           "Manager request.")
     with_body = len([i for i in items if i.get("content")])
     if len(items) > MAX_REQUESTS or with_body > MAX_WITH_BODY:
         raise _invalid(f"The batch has {len(items)} requests, {with_body} of them with a body; a batch takes at most "

@@ -9,12 +9,11 @@ the hooks the other providers need without importing it:
 * ``principal_source`` — the managed identities the provider's resources carry, so role
   assignments can name them and the admin API can issue their tokens.
 
-Adding a provider (Key Vault, say) is one new module in ``resources/``: ``load()`` imports them all.
+Adding a provider (Key Vault, say) is one new module in ``resources/``: ``resources.load()`` imports
+them all.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 from dataclasses import dataclass, field
 
@@ -92,9 +91,3 @@ def principals(app) -> dict:
             found.setdefault(ident["principalId"], ident)
     return found
 
-
-def load() -> None:
-    """Import every provider module of ``resources/`` (importing registers it)."""
-    from . import resources
-    for info in sorted(pkgutil.iter_modules(resources.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{resources.__name__}.{info.name}")

@@ -18,7 +18,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, api_versions, batch, registry, router  # noqa: F401  (admin and batch register routes)
+from . import admin, api_versions, batch, resources, router  # noqa: F401  (admin and batch register routes)
 from .auth import OWNER, Auth, authorize
 from .backend import InstanceBackend
 from .certs import ensure_certs
@@ -29,7 +29,7 @@ from .router import Request, Response
 from .store import Store
 
 LOG = logging.getLogger("sandbox.arm")
-registry.load()  # every provider in resources/ registers its routes, types and hooks
+resources.load()  # every provider in resources/ registers its routes, types and hooks
 
 
 @dataclass

@@ -24,8 +24,8 @@ def check_request_logs(directory: str, agent: str = "hashistack") -> tuple[list[
     """Read every request log (``serve --request-log DIR``) in ``directory`` and compare the api-version
     of each ARM request whose User-Agent contains ``agent`` with the emulator's table. Returns
     (the requests checked, one line per request whose version the table lacks)."""
-    from . import api_versions, registry
-    registry.load()
+    from . import api_versions, resources
+    resources.load()
     checked, problems = [], []
     for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
         if not name.endswith(".jsonl"):

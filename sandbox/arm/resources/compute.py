@@ -275,7 +275,7 @@ def _put_spec(old_spec: dict, body: dict) -> dict:
     for key in _KEPT_ON_PUT:
         if key not in spec and key in old_spec:
             spec[key] = deep(old_spec[key])
-    props = spec.setdefault("properties", {})
+    props = spec["properties"] = spec.get("properties") or {}
     for key, value in (old_spec.get("properties") or {}).items():
         props.setdefault(key, deep(value))
     _keep_secrets(get_path(old_spec, "properties.virtualMachineProfile"), props.get("virtualMachineProfile"))

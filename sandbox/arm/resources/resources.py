@@ -151,13 +151,22 @@ def list_tenants(app, req):
                                      "tenantType": "AAD"}]})
 
 
-@route("GET", SUB)
+def _visible_subscription(app, req) -> None:
+    """Reading the subscription itself (and its locations) needs no role on it: any role assignment
+    inside it makes it visible, as the tenant-level list shows it."""
+    if not _has_any_assignment(app, req.principal["oid"], f"/subscriptions/{app.sub}"):
+        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{app.sub}' could not be found.")
+
+
+@route("GET", SUB, auth="tenant")
 def get_subscription(app, req, sub):
+    _visible_subscription(app, req)
     return Response(200, _subscription(app))
 
 
-@route("GET", SUB + r"/locations")
+@route("GET", SUB + r"/locations", auth="tenant")
 def list_locations(app, req, sub):
+    _visible_subscription(app, req)
     return Response(200, {"value": [{"id": f"/subscriptions/{app.sub}/locations/{k}", "name": k, "displayName": v,
                                      "regionalDisplayName": v, "metadata": {"regionType": "Physical"}}
                                     for k, v in LOCATIONS.items()]})

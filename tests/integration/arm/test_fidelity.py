@@ -68,8 +68,12 @@ def test_sign_in_discovery_lists_subscriptions_with_any_assignment(arm, az, rg):
     token, grant = identity_with_reader_on(arm, az, rg, network(az, rg).id)
     mi = SubscriptionClient(token, **kw)
     assert list(mi.subscriptions.list()) == []
+    with pytest.raises(ResourceNotFoundError):
+        mi.subscriptions.get(arm.subscription_id)
     grant()
     assert [s.subscription_id for s in mi.subscriptions.list()] == [arm.subscription_id]
+    assert mi.subscriptions.get(arm.subscription_id).display_name == subs[0].display_name
+    assert any(loc.name == LOC for loc in mi.subscriptions.list_locations(arm.subscription_id))
     assert [t.tenant_id for t in mi.tenants.list()] == [arm.endpoint["tenant_id"]]
 
 
@@ -214,6 +218,8 @@ def test_batch_limits_and_rbac(arm, az, w, rg):
     r = w.call("POST", "/batch", {"requests": bodies}, api_version="2015-11-01")
     assert r.status_code == 400 and "at most 20 with a body" in r.json()["error"]["message"]
     assert w.call("POST", "/batch", {"requests": []}, api_version="2099-01-01").status_code == 400
+    admin = [{"httpMethod": "POST", "name": "x", "relativeUrl": "/_sandbox/reset"}]  # only ARM requests
+    assert w.call("POST", "/batch", {"requests": admin}, api_version="2015-11-01").status_code == 400
     # the inner requests are the caller's: an identity without rights is refused inside the batch
     token, _ = identity_with_reader_on(arm, az, rg, network(az, rg).id)
     r = requests.post(f"{arm.resource_manager}batch", params={"api-version": "2015-11-01"}, verify=arm.ca_path,
