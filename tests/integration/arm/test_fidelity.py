@@ -18,28 +18,12 @@ from sandbox.arm import quotas
 from sandbox.arm.testing import ArmEmulator, check_request_logs
 
 from .armwire import Wire
-from .test_sdk_flows import LOC, READER, Clients, StaticToken, network, vmss_model
-
-
-@pytest.fixture(scope="module")
-def az(arm):
-    return Clients(arm)
+from .test_sdk_flows import LOC, READER, StaticToken, network, vmss_model
 
 
 @pytest.fixture(scope="module")
 def w(arm):
     return Wire(arm)
-
-
-@pytest.fixture
-def rg(az):
-    name = f"fid-{uuid.uuid4().hex[:8]}"
-    az.resource.resource_groups.create_or_update(name, {"location": LOC})
-    yield name
-    try:
-        az.resource.resource_groups.begin_delete(name).result()
-    except ResourceNotFoundError:
-        pass
 
 
 def identity_with_reader_on(arm, az, rg, subnet_id):

@@ -12,43 +12,14 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVM, VirtualMachineScaleSetVMProtectionPolicy
-from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
 
 from sandbox.arm.testing import ArmEmulator
 
+from .armwire import Clients
+
 LOC = "westeurope"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-class Clients:
-    def __init__(self, arm, credential=None):
-        cred = credential or arm.credential()
-        kw = arm.client_kwargs()
-        self.sub = arm.subscription_id
-        self.resource = ResourceManagementClient(cred, self.sub, **kw)
-        self.network = NetworkManagementClient(cred, self.sub, **kw)
-        self.compute = ComputeManagementClient(cred, self.sub, **kw)
-        self.auth = AuthorizationManagementClient(cred, self.sub, **kw)
-
-
-@pytest.fixture(scope="module")
-def az(arm):
-    return Clients(arm)
-
-
-@pytest.fixture
-def rg(az):
-    name = f"sdk-{uuid.uuid4().hex[:8]}"
-    az.resource.resource_groups.create_or_update(name, {"location": LOC})
-    yield name
-    try:
-        az.resource.resource_groups.begin_delete(name).result()
-    except ResourceNotFoundError:
-        pass
 
 
 def network(az, rg, prefix="10.10.0.0/16", subnet="10.10.1.0/24", name="vnet"):
