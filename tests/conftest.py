@@ -16,11 +16,18 @@
   AZURE_CLIENT_ID, AZURE_SECRET, AZURE_CLIENT_SECRET, AZURE_TENANT, AZURE_TENANT_ID,
   AZURE_SUBSCRIPTION_ID, AZURE_CLOUD_ENVIRONMENT (= resource_manager URL), AZURE_AUTHORITY_HOST,
   REQUESTS_CA_BUNDLE, AZURE_CA_BUNDLE, SSL_CERT_FILE (= ca.pem).
+* The api-version check of the whole run: every emulator the tests start (these fixtures, private
+  ``ArmEmulator``s, ``sandbox.sh``) inherits ``SANDBOX_ARM_REQUEST_LOG`` set here and logs each
+  request there; when the session ends, every request the collection sent (User-Agent
+  ``hashistack…``: the modules and the inventory plugin) is compared with the emulator's api-version
+  table and the run fails if one used a version the table lacks.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -42,3 +49,38 @@ def arm():
 @pytest.fixture(scope="session")
 def arm_env(arm):
     return arm.env()
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")  # pytest-xdist workers carry workerinput
+
+
+def pytest_configure(config):
+    # set before xdist starts its workers, so they and every emulator they start share one directory
+    if _is_controller(config) and not os.environ.get("SANDBOX_ARM_REQUEST_LOG"):
+        config._arm_request_log = tempfile.mkdtemp(prefix="sandbox-arm-requests-")
+        os.environ["SANDBOX_ARM_REQUEST_LOG"] = config._arm_request_log
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    directory = getattr(config, "_arm_request_log", None)
+    if not directory or not _is_controller(config):
+        return
+    from sandbox.arm.testing import check_request_logs
+    checked, problems = check_request_logs(directory)
+    report = config.pluginmanager.get_plugin("terminalreporter")
+    if report is not None and checked:
+        report.write_line("")
+        versions = sorted({(e.get("api_version") or "") for e in checked})
+        report.write_line(f"api-versions: {len(checked)} ARM requests from the collection, all checked against "
+                          f"the emulator's table; versions used: {', '.join(versions)}")
+    if problems:
+        if report is not None:
+            report.write_line("api-versions the emulator's table (= azure-rest-api-specs) does not have:", red=True)
+            for line in problems:
+                report.write_line("  " + line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        shutil.rmtree(directory, ignore_errors=True)

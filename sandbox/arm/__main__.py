@@ -1,6 +1,7 @@
 """``python -m sandbox.arm serve --port PORT --state DIR [options]`` — run the ARM emulator in the foreground.
 
-``python -m sandbox.arm env --state DIR`` prints shell ``export`` lines pointing Ansible at it."""
+``python -m sandbox.arm env --state DIR`` prints shell ``export`` lines pointing Ansible at it.
+``python -m sandbox.arm api-versions`` prints the api-version table the emulator enforces, with sources."""
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,20 @@ def main(argv=None) -> int:
     serve.add_argument("--backend", default=None, help="custom backend as module:Class")
     serve.add_argument("--hosts-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="keyword argument for the backend (repeatable)")
+    serve.add_argument("--request-log", default=os.environ.get("SANDBOX_ARM_REQUEST_LOG", ""), metavar="DIR",
+                       help="append every ARM request as a JSON line to DIR/arm-<port>-<pid>.jsonl "
+                            "(default: $SANDBOX_ARM_REQUEST_LOG)")
     serve.add_argument("--log-level", default="WARNING")
     env = sub.add_parser("env", help="print export lines for the AZURE_* variables of a running emulator")
     env.add_argument("--state", required=True, help="the emulator's state directory")
+    sub.add_parser("api-versions", help="print the api-versions enforced per resource type, with their sources")
     args = parser.parse_args(argv)
+    if args.cmd == "api-versions":
+        from . import registry, resources
+        resources.load()
+        for namespace, rtype, versions, source in registry.table():
+            print(f"{namespace}/{rtype}\t{', '.join(versions)}\t# {source}")
+        return 0
     if args.cmd == "env":
         from .testing import endpoint_env
         with open(os.path.join(args.state, "endpoint.json"), encoding="utf-8") as fh:
@@ -55,7 +66,8 @@ def main(argv=None) -> int:
     backend = load_backend(spec, options) if spec else InstanceBackend()
     config = Config(state_dir=args.state, latency_ms=args.latency_ms, provisioning_seconds=args.provisioning_seconds,
                     network_seconds=args.network_seconds, retry_after=max(1.0, args.retry_after),
-                    page_size=args.page_size, backend_parallelism=args.backend_parallelism)
+                    page_size=args.page_size, backend_parallelism=args.backend_parallelism,
+                    request_log=args.request_log)
     app = App(config, backend)
     server = make_server(app, args.port)
 

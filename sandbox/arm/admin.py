@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from . import quotas
+from . import quotas, registry
 from .errors import ArmError
+from .resources import compute, resources
 from .router import Response, route
 
 
@@ -115,10 +116,9 @@ def put_provisioning(app, req):
 
 @route("POST", r"/_sandbox/reset", auth=False)
 def reset(app, req):
-    from .resources import resources as rg
     app.lro.drain(timeout=60)
-    for rec in app.store.of_type("Microsoft.Resources/resourceGroups"):
-        rg.delete_group_now(app, rec["body"]["id"])
+    for rec in app.store.of_type(resources.RG_TYPE):
+        resources.delete_group_now(app, rec["body"]["id"])
     app.store.reset()
     with app.fault_lock:
         app.faults.clear()
@@ -131,9 +131,8 @@ def reset(app, req):
 
 @route("POST", r"/_sandbox/identity-token", auth=False)
 def identity_token(app, req):
-    from .resources import compute
     principal = (req.body or {}).get("principal_id")
-    owner = compute.identity_owner(app, principal) if principal else None
+    owner = registry.principals(app).get(principal) if principal else None
     if not owner:
         raise ArmError(404, "NotFound", f"No managed identity with principal id '{principal}'.")
     return Response(200, app.auth.managed_identity_token(principal, owner["clientId"], owner["resourceId"]))
@@ -141,7 +140,6 @@ def identity_token(app, req):
 
 @route("GET", r"/_sandbox/instances", auth=False)
 def instances(app, req):
-    from .resources import compute
     return Response(200, {"instances": compute.all_instance_dicts(app)})
 
 

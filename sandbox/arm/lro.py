@@ -42,14 +42,17 @@ class Lro:
         return self.app.store.data["operations"]
 
     def start(self, req, namespace: str, location: str, kind: str, args: dict, resource_id: str = "",
-              settle: float = 0.0) -> dict:
+              settle: float = 0.0, path: str | None = None) -> dict:
         """Create the operation and queue its job; ``settle`` waits that long for a quick job to finish
-        (near-instant network writes), so the client's first poll already sees the end state."""
+        (near-instant network writes), so the client's first poll already sees the end state. ``path``:
+        the status URL's path (before ``/{operation id}``) when it is not the provider's operations URL."""
         op_id = str(uuid.uuid4())
         sub = self.app.identity["subscription_id"]
         op = {"name": op_id, "status": "InProgress", "startTime": now_iso(), "namespace": namespace,
               "location": location, "subscription": sub, "resource_id": resource_id,
               "api_version": req.api_version or "2024-07-01", "base": getattr(req, "base", ""), "job": {"kind": kind, "args": args}}
+        if path:
+            op["path"] = path
         with self.app.store.lock:
             self.ops[op_id] = op
             self.app.store.touch()
@@ -107,9 +110,14 @@ class Lro:
             return not self._inflight
 
     # -- wire -----------------------------------------------------------------------------------
+    def url(self, op: dict, monitor: bool = False) -> str:
+        return self._url(op, monitor)
+
     def _url(self, op: dict, monitor: bool = False) -> str:
         kind = "operations"
         base = op.get("base") or self.app.base
+        if op.get("path"):
+            return f"{base}{op['path']}/{op['name']}?api-version={op['api_version']}"
         q = f"?monitor=true&api-version={op['api_version']}" if monitor else f"?api-version={op['api_version']}"
         if op["namespace"] == "Microsoft.Resources":
             return f"{base}/subscriptions/{op['subscription']}/operationresults/{op['name']}{q}"

@@ -65,7 +65,7 @@ def check_size(size: str, location: str) -> tuple[str, int, float]:
     if info is None:
         raise ArmError(400, "InvalidParameter",
                        f"The value {size} provided for the VM size is not valid. The valid sizes in the current "
-                       f"region are: {', '.join(k for k in SIZES if k not in RESTRICTED.get(location, ()))}.",
+                       f"region are: {', '.join(offered(location))}.",
                        target="vmSize")
     if canonical_size(size) in RESTRICTED.get(location, ()):
         raise ArmError(409, "SkuNotAvailable",
@@ -104,30 +104,30 @@ def set_limits(app, spec: dict) -> None:
         app.store.touch()
 
 
-def usage(app, location: str) -> dict:
-    """Current usage per quota name, from the instances that hold cores (not deallocated)."""
-    from .resources import compute
+def usage(sizes: list[str], scale_sets: int) -> dict:
+    """Usage per quota name from the sizes of the instances holding cores in a location (not
+    deallocated) and the number of scale sets there (the compute provider supplies both)."""
     used = {k: 0 for k in DEFAULTS}
-    for vm in compute.core_holders(app, location):
-        family, cpus, _ = size_info(vm["size"]) or ("", 0, 0)
+    for size in sizes:
+        family, cpus, _ = size_info(size) or ("", 0, 0)
         used["cores"] += cpus
         used[family] = used.get(family, 0) + cpus
         used["virtualMachines"] += 1
-    used["virtualMachineScaleSets"] = len([r for r in app.store.of_type("Microsoft.Compute/virtualMachineScaleSets")
-                                           if r["body"]["location"] == location])
+    used["virtualMachineScaleSets"] = scale_sets
     return used
 
 
-def usages_list(app, location: str) -> dict:
-    lim, used = limits(app, location), usage(app, location)
+def usages_list(app, location: str, used: dict) -> dict:
+    lim = limits(app, location)
     order = ["availabilitySets", "cores", "virtualMachines", "virtualMachineScaleSets"] + FAMILIES
     return {"value": [{"limit": lim[n], "unit": "Count", "currentValue": used.get(n, 0),
                        "name": {"value": n, "localizedValue": localized(n)}} for n in order]}
 
 
-def check(app, location: str, additional: dict, regional: int | None = None) -> None:
-    """Raise the real 409 OperationNotAllowed if adding {family: vCPUs} exceeds a family or regional quota."""
-    lim, used = limits(app, location), usage(app, location)
+def check(app, location: str, used: dict, additional: dict, regional: int | None = None) -> None:
+    """Raise the real 409 OperationNotAllowed if adding {family: vCPUs} to ``used`` exceeds a family or
+    regional quota."""
+    lim = limits(app, location)
     total = sum(additional.values()) if regional is None else regional
     checks = [(f, n, f"{f} Cores") for f, n in additional.items() if n > 0]
     if total > 0:
@@ -147,10 +147,34 @@ def check(app, location: str, additional: dict, regional: int | None = None) -> 
                            f"limits at https://docs.microsoft.com/en-us/azure/azure-supportability/{doc}")
 
 
+OS_DISK_MB = 1047552
+
+
+def _resource_disk_mb(cpus: int) -> int:
+    return cpus * 8192
+
+
+def _max_data_disks(cpus: int) -> int:
+    return min(64, cpus * 4)
+
+
+def offered(location: str) -> list[str]:
+    """The sizes offered to the subscription in a location (the restricted ones left out)."""
+    return [n for n in SIZES if n not in RESTRICTED.get(location, ())]
+
+
+def vm_size_body(name: str) -> dict:
+    """A VirtualMachineSize (locations/{loc}/vmSizes): the same numbers as the size's resource SKU."""
+    _, cpus, mem = SIZES[name]
+    return {"name": name, "numberOfCores": cpus, "osDiskSizeInMB": OS_DISK_MB,
+            "resourceDiskSizeInMB": _resource_disk_mb(cpus), "memoryInMB": int(mem * 1024),
+            "maxDataDiskCount": _max_data_disks(cpus)}
+
+
 def sku_body(name: str, location: str) -> dict:
     family, cpus, mem = SIZES[name]
-    caps = {"MaxResourceVolumeMB": str(cpus * 8192), "OSVhdSizeMB": "1047552", "vCPUs": str(cpus),
-            "HyperVGenerations": "V1,V2", "MemoryGB": f"{mem:g}", "MaxDataDiskCount": str(min(64, cpus * 4)),
+    caps = {"MaxResourceVolumeMB": str(_resource_disk_mb(cpus)), "OSVhdSizeMB": str(OS_DISK_MB), "vCPUs": str(cpus),
+            "HyperVGenerations": "V1,V2", "MemoryGB": f"{mem:g}", "MaxDataDiskCount": str(_max_data_disks(cpus)),
             "LowPriorityCapable": "True", "PremiumIO": "True" if "s" in name.split("_")[1][1:] else "False",
             "vCPUsAvailable": str(cpus), "ACUs": "160", "vCPUsPerCore": "2" if cpus > 1 else "1",
             "EphemeralOSDiskSupported": "True", "AcceleratedNetworkingEnabled": "True" if cpus >= 2 else "False",

@@ -23,7 +23,9 @@ def type_path(scope: str, rtype: str, name: str | None = None) -> str:
 _ROUTES: list[tuple[str, re.Pattern, object, bool]] = []
 
 
-def route(method: str, pattern: str, *, auth: bool = True):
+def route(method: str, pattern: str, *, auth: bool | str = True):
+    """``auth``: True (bearer token + RBAC on the path's scope), "tenant" (token only: tenant-level
+    endpoints that filter what they show by the caller's role assignments), False (no auth)."""
     compiled = re.compile(pattern, re.IGNORECASE)
 
     def deco(fn):

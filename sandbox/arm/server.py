@@ -18,17 +18,18 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import admin, router  # noqa: F401  (admin registers routes)
+from . import admin, api_versions, batch, resources, router  # noqa: F401  (admin and batch register routes)
 from .auth import OWNER, Auth, authorize
 from .backend import InstanceBackend
 from .certs import ensure_certs
 from .errors import ArmError
 from .lro import Lro
-from .resources import authorization, compute, network, resources  # noqa: F401  (register routes)
+from .resources import authorization
 from .router import Request, Response
 from .store import Store
 
 LOG = logging.getLogger("sandbox.arm")
+resources.load()  # every provider in resources/ registers its routes, types and hooks
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Config:
     retry_after: float = 1.0
     page_size: int = 100
     backend_parallelism: int = 8
+    request_log: str = ""  # directory: every ARM request is appended to <dir>/arm-<port>-<pid>.jsonl
 
 
 class App:
@@ -62,6 +64,9 @@ class App:
     # set once the port is known
     def bind(self, port: int) -> None:
         self.config.port = port
+        if self.config.request_log:
+            os.makedirs(self.config.request_log, exist_ok=True)
+            self._log_file = os.path.join(self.config.request_log, f"arm-{port}-{os.getpid()}.jsonl")
         self.base = f"https://127.0.0.1:{port}"
         self.auth = Auth.load(self.config.state_dir, self.base, self.base + "/")
         self.identity = self.auth.identity
@@ -93,10 +98,12 @@ class App:
         return self.identity["subscription_id"]
 
     # -- request pipeline ---------------------------------------------------------------------------
-    def handle(self, req: Request) -> Response:
+    def handle(self, req: Request, principal: dict | None = None) -> Response:
+        """Answer one request. ``principal``: the caller of a ``POST /batch`` the request is part of
+        (already authenticated, no latency of its own: it rides on the batch's round trip)."""
         is_admin = req.path.lower().startswith("/_sandbox")
         if not is_admin:
-            if self.config.latency_ms:
+            if self.config.latency_ms and principal is None:
                 time.sleep(self.config.latency_ms / 1000.0)
             fault = self._take_fault(req)
             if fault:
@@ -113,12 +120,14 @@ class App:
                 if not req.api_version:
                     raise ArmError(400, "MissingApiVersionParameter",
                                    "The api-version query parameter (?api-version=) is required for all requests.")
-                req.principal = self.auth.validate(req.headers.get("authorization"))
+                req.principal = principal or self.auth.validate(req.headers.get("authorization"))
                 sub = groups.get("sub")
                 if sub and sub.lower() != self.sub.lower():
                     raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-                assignments = [r["body"] for r in self.store.of_type("Microsoft.Authorization/roleAssignments")]
-                authorize(assignments, req.principal["oid"], req.method, req.path)
+                api_versions.check(req, lambda: self._request_location(req, groups))
+                if needs_auth != "tenant":  # tenant-level reads (subscriptions, tenants, batch) filter instead
+                    assignments = [r["body"] for r in self.store.of_type("Microsoft.Authorization/roleAssignments")]
+                    authorize(assignments, req.principal["oid"], req.method, req.path)
                 if req.method in ("PUT", "PATCH", "POST") and req.extra.get("bad_json"):
                     raise ArmError(400, "InvalidRequestContent",
                                    "The request content was invalid and could not be deserialized: "
@@ -134,6 +143,21 @@ class App:
             return resp
         except ArmError as exc:
             return Response(exc.status, exc.body(), dict(exc.headers))
+
+    def _request_location(self, req: Request, groups: dict) -> str:
+        """The location ARM routes a request by: the body's (a PUT), a locations/{loc} segment, the
+        resource group's, else 'global' (tenant and subscription level)."""
+        body_loc = (req.body or {}).get("location") if isinstance(req.body, dict) else None
+        if isinstance(body_loc, str) and body_loc:
+            return body_loc.replace(" ", "").lower()
+        m = re.search(r"/locations/([^/]+)", req.path, re.I)
+        if m:
+            return m.group(1).lower()
+        if groups.get("rg"):
+            rec = self.store.get(f"/subscriptions/{self.sub}/resourceGroups/{groups['rg']}")
+            if rec:
+                return rec["body"]["location"]
+        return "global"
 
     def _no_route(self, req: Request) -> ArmError:
         m = re.search(r"/providers/([^/]+)/([^/]+)", req.path)
@@ -162,13 +186,22 @@ class App:
                 return None
         return admin.fault_response(self, fault, req)
 
-    def record(self, req: Request, status: int, started: float) -> None:
+    def record(self, req: Request, status: int, started: float, batch_item: str | None = None) -> None:
+        entry = {"seq": 0, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                 "method": req.method, "path": req.path, "query": req.query, "api_version": req.api_version,
+                 "status": status, "principal": (req.principal or {}).get("oid"),
+                 "duration_ms": round((time.time() - started) * 1000, 1)}
+        if batch_item is not None:
+            entry["batch"] = batch_item  # a request sent inside POST /batch (the item's name)
         with self.log_lock:
-            self.log.append({"seq": len(self.log), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                             "method": req.method, "path": req.path, "query": req.query,
-                             "api_version": req.api_version, "status": status,
-                             "principal": (req.principal or {}).get("oid"),
-                             "duration_ms": round((time.time() - started) * 1000, 1)})
+            entry["seq"] = len(self.log)
+            self.log.append(entry)
+            if self.config.request_log and not req.path.lower().startswith("/_sandbox"):
+                # the file log outlives /_sandbox/reset and the process: the tests check every api-version
+                # the collection sent against the table (tests/conftest.py)
+                line = dict(entry, user_agent=req.headers.get("user-agent", ""))
+                with open(self._log_file, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(line) + "\n")
 
     def close(self) -> None:
         self.lro.drain(timeout=30)

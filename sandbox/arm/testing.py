@@ -20,6 +20,31 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def check_request_logs(directory: str, agent: str = "hashistack") -> tuple[list[dict], list[str]]:
+    """Read every request log (``serve --request-log DIR``) in ``directory`` and compare the api-version
+    of each ARM request whose User-Agent contains ``agent`` with the emulator's table. Returns
+    (the requests checked, one line per request whose version the table lacks)."""
+    from . import api_versions, resources
+    resources.load()
+    checked, problems = [], []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8") as fh:
+            for line in fh:
+                entry = json.loads(line)
+                if agent not in entry.get("user_agent", "") or not entry["path"].lower().startswith(
+                        ("/subscriptions", "/tenants", "/batch", "/providers")):
+                    continue
+                checked.append(entry)
+                namespace, rtype, versions = api_versions.supported(entry["path"])
+                if versions is None or entry.get("api_version") not in versions:
+                    problems.append(f"{entry['method']} {entry['path']} api-version={entry.get('api_version')}: "
+                                    f"{namespace}/{rtype} supports {', '.join(versions or ()) or 'nothing'} "
+                                    f"({entry.get('user_agent')})")
+    return checked, problems
+
+
 def endpoint_env(endpoint: dict, ca_path: str | None = None) -> dict:
     """AZURE_* variables that point Ansible and the Azure SDK at an emulator (from its endpoint.json)."""
     ca = ca_path or endpoint["ca_path"]
@@ -33,7 +58,7 @@ def endpoint_env(endpoint: dict, ca_path: str | None = None) -> dict:
 class ArmEmulator:
     def __init__(self, state_dir: str | None = None, port: int = 0, latency_ms: float = 0,
                  provisioning_seconds: float = 0.2, page_size: int | None = None, extra_args: list | None = None,
-                 process_env: dict | None = None):
+                 process_env: dict | None = None, request_log: str | None = None):
         self._own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="sandbox-arm-")
         self.port = port
@@ -42,6 +67,7 @@ class ArmEmulator:
         self.page_size = page_size
         self.extra_args = list(extra_args or [])
         self._process_env = process_env
+        self.request_log = request_log  # None: $SANDBOX_ARM_REQUEST_LOG of the environment, if any
         self.proc: subprocess.Popen | None = None
         self.endpoint: dict = {}
 
@@ -55,6 +81,8 @@ class ArmEmulator:
                "--latency-ms", str(self.latency_ms), "--provisioning-seconds", str(self.provisioning_seconds)]
         if self.page_size:
             cmd += ["--page-size", str(self.page_size)]
+        if self.request_log:
+            cmd += ["--request-log", self.request_log]
         cmd += self.extra_args
         self._log = open(os.path.join(self.state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,

@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import re
 
+from .. import registry
 from ..auth import ROLES, in_scope, role_definition_body
 from ..errors import ArmError, bad_request
 from ..router import Response, route
 from ..util import deep, now_iso
+from .resources import require_rg
 
 RA = "Microsoft.Authorization/roleAssignments"
+# api-versions: the stable and preview folders of azure-rest-api-specs
+# specification/authorization/resource-manager/Microsoft.Authorization that define the role assignment
+# (authorization-RoleAssignmentsCalls.json) and role definition (authorization-RoleDefinitionsCalls.json)
+# operations; azure-mgmt-authorization 4 and the collection's role_assignment module send 2022-04-01.
+PROVIDER = registry.provider("Microsoft.Authorization", "azure-rest-api-specs authorization stable/preview folders")
+PROVIDER.resource_type("roleAssignments", (
+    "2015-07-01", "2017-10-01-preview", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
+    "2020-04-01-preview", "2020-08-01-preview", "2020-10-01-preview", "2022-01-01-preview", "2022-04-01"))
+PROVIDER.resource_type("roleDefinitions", ("2015-07-01", "2018-01-01-preview", "2022-04-01", "2022-05-01-preview"))
 SCOPE = r"(?P<scope>(?:/subscriptions/[^/]+(?:/resourceGroups/[^/]+(?:/providers/.+?)?)?)?)"
 
 
@@ -25,16 +36,7 @@ def create_assignment(app, rid, scope, role_guid, principal, principal_type, des
 
 
 def _known_principals(app) -> set:
-    from .compute import VM, VMSS
-    found = {app.identity["principal_id"]}
-    for t in (VMSS, VM):
-        for r in app.store.of_type(t):
-            pid = (r["body"].get("identity") or {}).get("principalId")
-            if pid:
-                found.add(pid)
-            for ua in ((r["body"].get("identity") or {}).get("userAssignedIdentities") or {}).values():
-                found.add(ua.get("principalId"))
-    return found
+    return {app.identity["principal_id"], *registry.principals(app)}
 
 
 @route("PUT", SCOPE + r"/providers/Microsoft\.Authorization/roleAssignments/(?P<name>[^/]+)")
@@ -59,7 +61,6 @@ def put_assignment(app, req, scope, name):
                                                "value, such as ServicePrincipal, User, or Group.  See "
                                                "https://aka.ms/docs-principaltype")
     if scope != "/" and scope.count("/") > 2 and app.store.get(scope) is None:
-        from .resources import require_rg
         rg = scope.split("/")[4]
         require_rg(app, rg)
         if "/providers/" in scope:
@@ -140,6 +141,7 @@ def list_role_definitions(app, req, scope):
     return Response(200, {"value": items})
 
 
+@registry.on_purge(90)  # after the resources they are assigned on
 def purge_under(app, prefix: str) -> None:
     for rec in app.store.of_type(RA):
         if in_scope(prefix, rec["body"]["properties"]["scope"]):

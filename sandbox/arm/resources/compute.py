@@ -11,16 +11,45 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import quotas
+from .. import quotas, registry
 from ..backend import InstanceBackend
 from ..errors import ArmError, entity_not_found, invalid_parameter, not_found
 from ..lro import job
 from ..router import RG, SUB, Response, paged, route, type_path
 from ..util import check_name, deep, get_path, merge_patch, new_guid, normalize_location, now_iso, strip_secrets
-from . import network
+from . import catalog, network
 from .resources import list_routes, require_rg
 
 NS = "Microsoft.Compute"
+
+# api-versions of the Compute RP (ComputeRP / compute.json: scale sets, their VMs, virtual machines,
+# usages, VM sizes, VM images, operations): the ``stable/{version}/`` inputs of every tag in
+# azure-rest-api-specs specification/compute/resource-manager/Microsoft.Compute/Compute/readme.md
+# (commit 02710b56, up to 2025-04-01; 2016-04-30-preview is its one preview tag) plus the newer folders
+# stable/2025-11-01, 2026-03-01 and 2026-04-01 (ComputeRP.json present in the index; azure-mgmt-compute 39
+# sends 2026-04-01).
+COMPUTE_VERSIONS = (
+    "2015-06-15", "2016-03-30", "2016-04-30-preview", "2017-03-30", "2017-12-01", "2018-04-01", "2018-06-01",
+    "2018-10-01", "2019-03-01", "2019-07-01", "2019-12-01", "2020-06-01", "2020-12-01", "2021-03-01", "2021-04-01",
+    "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01", "2022-11-01", "2023-03-01", "2023-07-01", "2023-09-01",
+    "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01", "2025-11-01", "2026-03-01", "2026-04-01")
+# Resource SKUs live in their own swagger (skus.json): the same readme's stable/2017-09-01, 2019-04-01 and
+# 2021-07-01 inputs (2017-03-30 was still in compute.json).
+SKU_VERSIONS = ("2017-03-30", "2017-09-01", "2019-04-01", "2021-07-01")
+# The scale-set NIC / public IP views are Microsoft.Network operations on Microsoft.Compute paths, pinned
+# to one api-version in the network specs: ``ApiVersionVmssParameter`` = 2018-10-01 in every
+# Microsoft.Network/stable/{2018-10-01 ... 2024-07-01}/vmssNetworkInterface.json (azure-mgmt-network 33
+# sends 2018-10-01), 2017-03-30 in the folders before it. They do not exist at later versions.
+VMSS_NETWORK_VERSIONS = ("2017-03-30", "2018-10-01")
+PROVIDER = registry.provider(NS, "azure-rest-api-specs compute readme.md tags + stable folders")
+for _t in ("virtualMachineScaleSets", "virtualMachineScaleSets/virtualMachines", "virtualMachines", "locations",
+           "locations/operations", "locations/usages", "locations/vmSizes", "locations/publishers"):
+    PROVIDER.resource_type(_t, COMPUTE_VERSIONS)
+PROVIDER.resource_type("skus", SKU_VERSIONS, "azure-rest-api-specs compute skus.json stable versions")
+for _t in ("virtualMachineScaleSets/networkInterfaces", "virtualMachineScaleSets/virtualMachines/networkInterfaces",
+           "virtualMachineScaleSets/publicIPAddresses"):
+    PROVIDER.resource_type(_t, VMSS_NETWORK_VERSIONS, "azure-rest-api-specs network vmssNetworkInterface.json "
+                                                      "ApiVersionVmssParameter")
 VMSS = "Microsoft.Compute/virtualMachineScaleSets"
 VMSS_VM = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"
 VM = "Microsoft.Compute/virtualMachines"
@@ -67,22 +96,27 @@ def instances_of(app, vrec) -> list[dict]:
     return app.store.of_type(VMSS_VM, vrec["body"]["id"])
 
 
-def core_holders(app, location: str) -> list[dict]:
-    out = []
-    for t in (VMSS_VM, VM):
-        for r in app.store.of_type(t):
-            if r["body"]["location"] == location and r["x"].get("power") != "deallocated":
-                out.append({"size": r["x"]["size"]})
-    return out
+def usage(app, location: str) -> dict:
+    """Quota usage in a location: instances holding cores (deallocated ones hold none), scale sets."""
+    sizes = [r["x"]["size"] for t in (VMSS_VM, VM) for r in app.store.of_type(t)
+             if r["body"]["location"] == location and r["x"].get("power") != "deallocated"]
+    sets = len([r for r in app.store.of_type(VMSS) if r["body"]["location"] == location])
+    return quotas.usage(sizes, sets)
 
 
-def identity_owner(app, principal: str) -> dict | None:
+@registry.principal_source
+def managed_identities(app):
+    """System-assigned identities of scale sets (Flexible members share their set's) and the user-assigned
+    identities they reference."""
     for t in (VMSS, VM):
         for r in app.store.of_type(t):
             ident = r["body"].get("identity") or {}
-            if ident.get("principalId") == principal:
-                return {"clientId": r["x"].get("client_id", ""), "resourceId": r["body"]["id"]}
-    return None
+            if ident.get("principalId"):
+                yield {"principalId": ident["principalId"], "clientId": r["x"].get("client_id", ""),
+                       "resourceId": r["body"]["id"]}
+            for rid, ua in (ident.get("userAssignedIdentities") or {}).items():
+                if ua.get("principalId"):
+                    yield {"principalId": ua["principalId"], "clientId": ua.get("clientId", ""), "resourceId": rid}
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -190,21 +224,79 @@ def _is_windows(profile: dict) -> bool:
 
 
 def _model_signature(body: dict) -> str:
-    return json.dumps([get_path(body, "sku.name"), get_path(body, "properties.virtualMachineProfile")],
-                      sort_keys=True)
+    """What makes instances outdated: the size and the profile with the defaults the service fills in,
+    so a model read back and sent again (GET -> PUT) is no change."""
+    profile = _normalize_profile(get_path(body, "properties.virtualMachineProfile"))
+    if profile:
+        profile.pop("timeCreated", None)
+    return json.dumps([quotas.canonical_size(get_path(body, "sku.name") or ""), profile], sort_keys=True)
 
 
-# -- scale sets ------------------------------------------------------------------------------------
+# Values the service computes: a client echoing them back (GET -> change -> PUT) changes nothing.
+_READ_ONLY = ("id", "name", "type", "etag", "properties.provisioningState", "properties.uniqueId",
+              "properties.timeCreated", "properties.virtualMachineProfile.timeCreated")
+# Top-level parts of an existing scale set a PUT keeps when it does not send them. CRP treats a PUT of an
+# existing scale set this way: a PUT of only location + sku changes the capacity and keeps the model
+# (the long-standing capacity change of `az vmss scale`: azure-cli's scale_vmss sends
+# VirtualMachineScaleSet(location, sku) to create_or_update).
+_KEPT_ON_PUT = ("sku", "tags", "identity", "zones", "plan", "extendedLocation")
+
+
+def _without_read_only(spec: dict) -> dict:
+    spec = deep(spec)
+    for dotted in _READ_ONLY:
+        *parents, leaf = dotted.split(".")
+        holder = get_path(spec, ".".join(parents)) if parents else spec
+        if isinstance(holder, dict):
+            holder.pop(leaf, None)
+    return spec
+
+
+def _keep_secrets(old_profile: dict | None, profile: dict | None) -> None:
+    """Write-only values (adminPassword, customData, extensions' protectedSettings) are never returned on
+    GET, so a model sent back without them keeps the ones the scale set has."""
+    if not old_profile or not profile:
+        return
+    old_os, new_os = old_profile.get("osProfile") or {}, profile.get("osProfile")
+    if isinstance(new_os, dict):
+        for key in ("adminPassword", "customData"):
+            if key in old_os and key not in new_os:
+                new_os[key] = old_os[key]
+    old_ext = {e.get("name"): e for e in get_path(old_profile, "extensionProfile.extensions") or []}
+    for ext in get_path(profile, "extensionProfile.extensions") or []:
+        before = get_path(old_ext.get(ext.get("name")) or {}, "properties.protectedSettings")
+        if before is not None and "protectedSettings" not in (ext.get("properties") or {}):
+            ext.setdefault("properties", {})["protectedSettings"] = before
+
+
+def _put_spec(old_spec: dict, body: dict) -> dict:
+    """The spec a PUT leaves on an existing scale set: the request, with what it leaves out kept."""
+    spec = _without_read_only(body)
+    for key in _KEPT_ON_PUT:
+        if key not in spec and key in old_spec:
+            spec[key] = deep(old_spec[key])
+    props = spec["properties"] = spec.get("properties") or {}
+    for key, value in (old_spec.get("properties") or {}).items():
+        props.setdefault(key, deep(value))
+    _keep_secrets(get_path(old_spec, "properties.virtualMachineProfile"), props.get("virtualMachineProfile"))
+    return spec
+
+
 @route("PUT", C)
 def put_vmss(app, req, sub, rg, vmss):
     require_rg(app, rg)
-    return _write_vmss(app, req, rg, vmss, req.body or {}, patch=False)
+    old = app.store.get(vmss_id(app, rg, vmss))
+    body = req.body or {}
+    spec = _put_spec(old["x"]["spec"], body) if old else _without_read_only(body)
+    return _write_vmss(app, req, rg, vmss, spec, patch=False)
 
 
 @route("PATCH", C)
 def patch_vmss(app, req, sub, rg, vmss):
     rec = get_vmss_rec(app, rg, vmss)
-    merged = merge_patch(rec["x"]["spec"], req.body or {})
+    merged = merge_patch(rec["x"]["spec"], _without_read_only(req.body or {}))
+    _keep_secrets(get_path(rec["x"]["spec"], "properties.virtualMachineProfile"),
+                  get_path(merged, "properties.virtualMachineProfile"))
     return _write_vmss(app, req, rg, vmss, merged, patch=True)
 
 
@@ -251,9 +343,9 @@ def _write_vmss(app, req, rg, name, spec, patch):
             ofam, ocpus, _ = quotas.size_info(old_size)
             keep = min(current, capacity)
             add = {family: (keep + grow) * cpus - (keep * ocpus if ofam == family else 0)}
-            quotas.check(app, location, add, regional=keep * (cpus - ocpus) + grow * cpus)
+            quotas.check(app, location, usage(app, location), add, regional=keep * (cpus - ocpus) + grow * cpus)
         elif grow:
-            quotas.check(app, location, {family: grow * cpus})
+            quotas.check(app, location, usage(app, location), {family: grow * cpus})
         if grow:
             model = get_path(spec, "properties.virtualMachineProfile")
             network.check_free_ips(app, _primary_subnet(model)[1], grow)
@@ -296,7 +388,9 @@ def _check_immutable(old, spec, location, mode, zones, rg, name):
                        "select a new resource name.")
 
     def immutable(prop, before, after):
-        if before != after:
+        """Only a real change is refused: a value the scale set has (a default included, as GET reports
+        it) sent back unchanged, or not sent at all, is none."""
+        if after is not None and before != after:
             raise ArmError(400, "PropertyChangeNotAllowed", f"Changing property '{prop}' is not allowed.",
                            target=prop)
     immutable("orchestrationMode", ob["properties"].get("orchestrationMode", "Uniform"), mode)
@@ -306,7 +400,7 @@ def _check_immutable(old, spec, location, mode, zones, rg, name):
     for key in ("computerNamePrefix", "adminUsername"):
         if old_os.get(key) is not None:
             immutable(f"osProfile.{key}", old_os.get(key), new_os.get(key))
-    immutable("platformFaultDomainCount", get_path(old["x"]["spec"], "properties.platformFaultDomainCount"),
+    immutable("platformFaultDomainCount", ob["properties"].get("platformFaultDomainCount"),
               get_path(spec, "properties.platformFaultDomainCount"))
 
 
@@ -465,6 +559,13 @@ def _vmss_of(app, rec):
     return app.store.get(rec["x"]["vmss_id"]) if rec["x"].get("vmss_id") else None
 
 
+def _exact_version(image: dict) -> str:
+    """The image version an instance runs: 'latest' is the catalogue's newest version of the sku."""
+    if image.get("version") != "latest":
+        return image.get("version") or ""
+    return catalog.latest_version(image) or "0.20240701.1"
+
+
 def render_vm(app, rec, instance_view=False, user_data=False) -> dict:
     b = deep(rec["body"])
     x = rec["x"]
@@ -472,7 +573,7 @@ def render_vm(app, rec, instance_view=False, user_data=False) -> dict:
     model = x["model"] or {}
     image = deep(get_path(model, "storageProfile.imageReference") or {})
     if image and "id" not in image:
-        image["exactVersion"] = "0.20240701.1" if image.get("version") == "latest" else image.get("version")
+        image["exactVersion"] = _exact_version(image)
     os_disk = get_path(model, "storageProfile.osDisk") or {}
     rg = b["id"].split("/")[4]
     windows = _is_windows(model)
@@ -629,7 +730,8 @@ def imds_document(app, rec) -> dict:
                            "resourceDisk": {"size": "0"}},
         "subscriptionId": app.sub, "tags": ";".join(f"{k}:{v}" for k, v in tags.items()),
         "tagsList": [{"name": k, "value": v} for k, v in tags.items()], "userData": model.get("userData", ""),
-        "version": "0.20240701.1", "virtualMachineScaleSet": {"id": vrec["body"]["id"] if vrec else ""},
+        "version": _exact_version(image) if image and "id" not in image else "",
+        "virtualMachineScaleSet": {"id": vrec["body"]["id"] if vrec else ""},
         "vmId": x["vm_id"], "vmScaleSetName": vrec["body"]["name"] if vrec else "", "vmSize": x["size"],
         "zone": x.get("zone") or "", "additionalCapabilities": {"hibernationEnabled": "false"}}
     mac = app.store.get(x["nic_id"])
@@ -855,6 +957,7 @@ def delete_vmss_now(app, rid) -> None:
     app.store.delete(rid)
 
 
+@registry.on_purge(10)  # instances first: they hold IPs and NICs in the networks purged after them
 def purge_under(app, prefix: str) -> None:
     for rec in app.store.of_type(VMSS, prefix):
         delete_vmss_now(app, rec["body"]["id"])
@@ -907,7 +1010,7 @@ def vmss_skus(app, req, sub, rg, vmss):
     return Response(200, {"value": [
         {"resourceType": VMSS, "sku": {"name": n, "tier": "Standard"},
          "capacity": {"minimum": 0, "maximum": 1000, "defaultCapacity": 0, "scaleType": "Automatic"}}
-        for n in quotas.SIZES if n not in quotas.RESTRICTED.get(loc, ())]})
+        for n in quotas.offered(loc)]})
 
 
 @route("GET", C + r"/rollingUpgrades/latest")
@@ -1039,6 +1142,42 @@ def delete_vmss_vm(app, req, sub, rg, vmss, iid):
     return app.lro.accepted(op)
 
 
+# -- scale-set NIC and public IP views (Microsoft.Network operations on scale-set paths) -----------
+@route("GET", C + r"/networkInterfaces")
+def list_vmss_nics(app, req, sub, rg, vmss):
+    vrec = get_vmss_rec(app, rg, vmss)
+    return Response(200, paged(req, app.store.of_type(network.VMSS_NIC, vrec["body"]["id"]), app.config.page_size,
+                               lambda r: deep(r["body"])))
+
+
+@route("GET", CV + r"/networkInterfaces")
+def list_vmss_vm_nics(app, req, sub, rg, vmss, iid):
+    vm = get_vm_rec(app, rg, vmss, iid)
+    return Response(200, {"value": [deep(r["body"]) for r in app.store.of_type(network.VMSS_NIC, vm["body"]["id"])]})
+
+
+@route("GET", CV + r"/networkInterfaces/(?P<nic>[^/]+)")
+def get_vmss_vm_nic(app, req, sub, rg, vmss, iid, nic):
+    vm = get_vm_rec(app, rg, vmss, iid)
+    rec = app.store.get(vm["body"]["id"] + "/networkInterfaces/" + nic)
+    if rec is None:
+        raise not_found(network.NIC, nic, rg)
+    return Response(200, deep(rec["body"]))
+
+
+@route("GET", CV + r"/networkInterfaces/(?P<nic>[^/]+)/ipConfigurations")
+def list_vmss_vm_nic_ipconfigs(app, req, sub, rg, vmss, iid, nic):
+    body = get_vmss_vm_nic(app, req, sub, rg, vmss, iid, nic).body
+    return Response(200, {"value": body["properties"]["ipConfigurations"]})
+
+
+@route("GET", C + r"/publicipaddresses")
+def list_vmss_public_ips(app, req, sub, rg, vmss):
+    """Truthfully empty: the emulator creates no public IPs (see network.py)."""
+    get_vmss_rec(app, rg, vmss)
+    return Response(200, {"value": []})
+
+
 # -- virtual machines (Flexible scale set members) -------------------------------------------------
 def _get_vm(app, rg, name) -> dict:
     rec = app.store.get(f"/subscriptions/{app.sub}/resourceGroups/{rg}/providers/{VM}/{name}")
@@ -1106,7 +1245,7 @@ def delete_vm(app, req, sub, rg, vm):
 @route("GET", SUB + r"/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/usages")
 def usages(app, req, sub, loc):
     loc = normalize_location(loc, "Microsoft.Compute/locations/usages")
-    return Response(200, quotas.usages_list(app, loc))
+    return Response(200, quotas.usages_list(app, loc, usage(app, loc)))
 
 
 @route("GET", SUB + r"/providers/Microsoft\.Compute/skus")

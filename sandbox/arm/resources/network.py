@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
+from .. import registry
 from ..errors import ArmError, bad_request, not_found
 from ..lro import job
 from ..router import RG, SUB, Response, paged, route, type_path
@@ -12,6 +13,27 @@ from ..util import check_name, deep, etag, get_path, new_guid, normalize_locatio
 from .resources import list_routes, require_rg
 
 NS = "Microsoft.Network"
+
+# api-versions: the stable folders of azure-rest-api-specs
+# specification/network/resource-manager/Microsoft.Network/stable/ (and, from 2025-05-01 on, the
+# Microsoft.Network/Network/stable/ layout) that hold virtualNetwork.json; the python multi-api batch in
+# .../network/resource-manager/readme.python.md lists 2015-06-15 and 2016-09-01 ... 2020-03-01; each later
+# folder was looked up in the index (there is no 2023-04-01 and no 2024-10-01). azure-mgmt-network 33
+# sends 2025-05-01 ... 2026-03-01.
+NETWORK_VERSIONS = (
+    "2015-06-15", "2016-09-01", "2016-12-01", "2017-03-01", "2017-06-01", "2017-08-01", "2017-09-01", "2017-10-01",
+    "2017-11-01", "2018-01-01", "2018-02-01", "2018-04-01", "2018-06-01", "2018-07-01", "2018-08-01", "2018-10-01",
+    "2018-11-01", "2018-12-01", "2019-02-01", "2019-04-01", "2019-06-01", "2019-07-01", "2019-08-01", "2019-09-01",
+    "2019-11-01", "2019-12-01", "2020-03-01", "2020-04-01", "2020-05-01", "2020-06-01", "2020-07-01", "2020-08-01",
+    "2020-11-01", "2021-02-01", "2021-03-01", "2021-05-01", "2021-08-01", "2022-01-01", "2022-05-01", "2022-07-01",
+    "2022-09-01", "2022-11-01", "2023-02-01", "2023-05-01", "2023-06-01", "2023-09-01", "2023-11-01", "2024-01-01",
+    "2024-03-01", "2024-05-01", "2024-07-01", "2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01", "2025-09-01",
+    "2026-01-01", "2026-03-01")
+PROVIDER = registry.provider(NS, "azure-rest-api-specs Microsoft.Network stable folders")
+for _t in ("virtualNetworks", "virtualNetworks/subnets", "virtualNetworks/virtualNetworkPeerings",
+           "networkSecurityGroups", "networkSecurityGroups/securityRules", "networkInterfaces", "publicIPAddresses",
+           "locations", "locations/operations", "locations/operationResults"):
+    PROVIDER.resource_type(_t, NETWORK_VERSIONS)
 VNET = "Microsoft.Network/virtualNetworks"
 SUBNET = "Microsoft.Network/virtualNetworks/subnets"
 PEERING = "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"
@@ -83,6 +105,9 @@ def net_provision(app, op, rid, hook=None, **extra):
         _sync_peering_state(app, rid)
     with app.store.lock:
         rec["body"]["properties"]["provisioningState"] = "Succeeded"
+        if rec["body"]["type"] == VNET:  # subnets created or updated inline by the network's PUT
+            for s in app.store.of_type(SUBNET, rid):
+                s["body"]["properties"]["provisioningState"] = "Succeeded"
         app.store.touch()
     return None
 
@@ -611,41 +636,7 @@ def nic_body(app, nic_id: str, nic_type: str, ipconfig: str, ip: str, subnet_id:
     return body
 
 
-# -- network interfaces (views) --------------------------------------------------------------------
-C = type_path(RG, "Microsoft.Compute/virtualMachineScaleSets", "vmss")
-
-
-@route("GET", C + r"/networkInterfaces")
-def list_vmss_nics(app, req, sub, rg, vmss):
-    from .compute import get_vmss_rec
-    vrec = get_vmss_rec(app, rg, vmss)
-    return Response(200, paged(req, app.store.of_type(VMSS_NIC, vrec["body"]["id"]), app.config.page_size,
-                               lambda r: deep(r["body"])))
-
-
-@route("GET", C + r"/virtualMachines/(?P<iid>[^/]+)/networkInterfaces")
-def list_vmss_vm_nics(app, req, sub, rg, vmss, iid):
-    from .compute import get_vm_rec
-    vm = get_vm_rec(app, rg, vmss, iid)
-    return Response(200, {"value": [deep(r["body"]) for r in app.store.of_type(VMSS_NIC, vm["body"]["id"])]})
-
-
-@route("GET", C + r"/virtualMachines/(?P<iid>[^/]+)/networkInterfaces/(?P<nic>[^/]+)")
-def get_vmss_vm_nic(app, req, sub, rg, vmss, iid, nic):
-    from .compute import get_vm_rec
-    vm = get_vm_rec(app, rg, vmss, iid)
-    rec = app.store.get(vm["body"]["id"] + "/networkInterfaces/" + nic)
-    if rec is None:
-        raise not_found(NIC, nic, rg)
-    return Response(200, deep(rec["body"]))
-
-
-@route("GET", C + r"/virtualMachines/(?P<iid>[^/]+)/networkInterfaces/(?P<nic>[^/]+)/ipConfigurations")
-def list_vmss_vm_nic_ipconfigs(app, req, sub, rg, vmss, iid, nic):
-    body = get_vmss_vm_nic(app, req, sub, rg, vmss, iid, nic).body
-    return Response(200, {"value": body["properties"]["ipConfigurations"]})
-
-
+# -- network interfaces ------------------------------------------------------------------------
 @route("GET", type_path(RG, NIC, "nic"))
 def get_nic(app, req, sub, rg, nic):
     return Response(200, deep(_get(app, _id(app, rg, "networkInterfaces", nic), NIC, nic, rg)["body"]))
@@ -670,6 +661,7 @@ def delete_nic(app, req, sub, rg, nic):
     return Response(200)
 
 
+@registry.on_purge(50)
 def purge_under(app, prefix: str) -> None:
     """Delete every network resource under an id prefix (resource group delete)."""
     for rec in app.store.of_type(NIC, prefix):
@@ -686,13 +678,6 @@ def purge_under(app, prefix: str) -> None:
 # The emulator creates no public IPs (scale sets here have no publicIPAddressConfiguration), so these
 # lists are truthfully empty; they exist so clients that ask (the inventory's use_public_ip) get ARM's
 # answer rather than a 404 for an unknown route.
-@route("GET", C + r"/publicipaddresses")
-def list_vmss_public_ips(app, req, sub, rg, vmss):
-    from .compute import get_vmss_rec
-    get_vmss_rec(app, rg, vmss)
-    return Response(200, {"value": []})
-
-
 @route("GET", RG + r"/providers/Microsoft\.Network/publicIPAddresses")
 def list_public_ips(app, req, sub, rg):
     require_rg(app, rg)

@@ -1,15 +1,35 @@
-"""Microsoft.Resources (subscriptions, resource groups with cascading delete), cloud metadata,
-the token service routes and the operation status endpoints."""
+"""Microsoft.Resources — ARM's own endpoints: subscriptions and tenants (sign-in discovery), resource
+groups (delete cascades to every provider through the registry), generic resource lists, provider
+registrations; cloud metadata, the token service routes and the operation status endpoints."""
 from __future__ import annotations
 
 import re
 
+from .. import registry
+from ..auth import in_scope
 from ..errors import ArmError, rg_not_found
 from ..lro import job
 from ..router import RG, SUB, Response, paged, route, type_path
 from ..util import LOCATIONS, check_rg_name, deep, normalize_location
 
 RG_TYPE = "Microsoft.Resources/resourceGroups"
+
+# ARM's own api-versions (one list for all of its endpoints, as ARM answers InvalidApiVersionParameter
+# with one list): the stable folders of azure-rest-api-specs
+#   specification/resources/resource-manager/Microsoft.Resources/resources/readme.md (resources.json
+#   tags, commit 01fd66f3) and .../Microsoft.Resources/subscriptions/readme.md (subscriptions.json tags,
+#   commit 1311a1c7). ``POST /batch`` is answered by ARM itself under the same versions (clients send
+#   2015-11-01, 2020-06-01, 2022-12-01).
+ARM_VERSIONS = (
+    "2015-11-01", "2016-02-01", "2016-06-01", "2016-07-01", "2016-09-01", "2017-05-10", "2018-02-01", "2018-05-01",
+    "2018-06-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-06-01", "2019-07-01", "2019-08-01", "2019-10-01",
+    "2019-11-01", "2020-01-01", "2020-06-01", "2020-08-01", "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01",
+    "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01")
+PROVIDER = registry.provider("Microsoft.Resources", "azure-rest-api-specs Microsoft.Resources resources.json + "
+                                                    "subscriptions.json stable versions")
+for _t in ("subscriptions", "tenants", "resourceGroups", "resourceGroups/resources", "resources", "locations",
+           "providers", "operationresults", "batch"):
+    PROVIDER.resource_type(_t, ARM_VERSIONS)
 
 
 def rg_id(app, rg: str) -> str:
@@ -100,21 +120,53 @@ def _subscription(app):
     return {"id": f"/subscriptions/{app.sub}", "subscriptionId": app.sub, "tenantId": app.identity["tenant_id"],
             "displayName": "Sandbox subscription", "state": "Enabled",
             "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
-                                     "spendingLimit": "Off"}, "authorizationSource": "RoleBased"}
+                                     "spendingLimit": "Off"}, "authorizationSource": "RoleBased",
+            "managedByTenants": []}
 
 
-@route("GET", r"/subscriptions")
+def _has_any_assignment(app, principal: str, scope: str) -> bool:
+    """A role assignment of ``principal`` at ``scope``, above it or anywhere below it."""
+    for rec in app.store.of_type("Microsoft.Authorization/roleAssignments"):
+        p = rec["body"]["properties"]
+        if p["principalId"] == principal and (in_scope(p["scope"], scope) or in_scope(scope, p["scope"])):
+            return True
+    return False
+
+
+@route("GET", r"/subscriptions", auth="tenant")
 def list_subscriptions(app, req):
-    return Response(200, {"value": [_subscription(app)]})
+    """Subscriptions_List is a tenant-level read: ARM lists every subscription in which the caller holds
+    any role assignment (at the subscription, a resource group or a resource), no RBAC check of its own."""
+    mine = _has_any_assignment(app, req.principal["oid"], f"/subscriptions/{app.sub}")
+    return Response(200, {"value": [_subscription(app)] if mine else []})
 
 
-@route("GET", SUB)
+@route("GET", r"/tenants", auth="tenant")
+def list_tenants(app, req):
+    """Tenants_List: the tenants the caller's token is for (the sandbox has one directory)."""
+    tid = app.identity["tenant_id"]
+    return Response(200, {"value": [{"id": f"/tenants/{tid}", "tenantId": tid, "countryCode": "US",
+                                     "displayName": "Sandbox directory", "domains": ["sandbox.onmicrosoft.com"],
+                                     "defaultDomain": "sandbox.onmicrosoft.com", "tenantCategory": "Home",
+                                     "tenantType": "AAD"}]})
+
+
+def _visible_subscription(app, req) -> None:
+    """Reading the subscription itself (and its locations) needs no role on it: any role assignment
+    inside it makes it visible, as the tenant-level list shows it."""
+    if not _has_any_assignment(app, req.principal["oid"], f"/subscriptions/{app.sub}"):
+        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{app.sub}' could not be found.")
+
+
+@route("GET", SUB, auth="tenant")
 def get_subscription(app, req, sub):
+    _visible_subscription(app, req)
     return Response(200, _subscription(app))
 
 
-@route("GET", SUB + r"/locations")
+@route("GET", SUB + r"/locations", auth="tenant")
 def list_locations(app, req, sub):
+    _visible_subscription(app, req)
     return Response(200, {"value": [{"id": f"/subscriptions/{app.sub}/locations/{k}", "name": k, "displayName": v,
                                      "regionalDisplayName": v, "metadata": {"regionType": "Physical"}}
                                     for k, v in LOCATIONS.items()]})
@@ -219,36 +271,27 @@ def list_subscription_resources(app, req, sub):
     return _generic_list(app, req, f"/subscriptions/{app.sub}/resourceGroups")
 
 
-PROVIDERS = {
-    "Microsoft.Compute": ["virtualMachineScaleSets", "virtualMachineScaleSets/virtualMachines", "virtualMachines",
-                          "locations", "locations/operations", "locations/usages", "skus"],
-    "Microsoft.Network": ["virtualNetworks", "virtualNetworks/subnets", "virtualNetworks/virtualNetworkPeerings",
-                          "networkSecurityGroups", "networkInterfaces", "locations", "locations/operations"],
-    "Microsoft.Resources": ["resourceGroups", "subscriptions", "subscriptions/resourceGroups"],
-    "Microsoft.Authorization": ["roleAssignments", "roleDefinitions"],
-}
-
-
-def _provider(app, ns):
-    return {"id": f"/subscriptions/{app.sub}/providers/{ns}", "namespace": ns, "registrationState": "Registered",
-            "registrationPolicy": "RegistrationRequired",
-            "resourceTypes": [{"resourceType": t, "locations": [v for v in LOCATIONS.values()],
-                               "apiVersions": ["2025-04-01", "2024-07-01", "2024-03-01", "2023-09-01", "2022-04-01",
-                                               "2021-07-01", "2020-06-01"],
-                               "capabilities": "None"} for t in PROVIDERS[ns]]}
+def _provider(app, prov):
+    """A provider registration as GET /providers/{namespace} answers it: its resource types with the
+    api-versions the emulator enforces (newest first, as ARM lists them)."""
+    return {"id": f"/subscriptions/{app.sub}/providers/{prov.namespace}", "namespace": prov.namespace,
+            "registrationState": "Registered", "registrationPolicy": "RegistrationRequired",
+            "resourceTypes": [{"resourceType": name, "locations": list(LOCATIONS.values()),
+                               "apiVersions": sorted(versions, reverse=True), "capabilities": "None"}
+                              for name, versions, _ in prov.types.values()]}
 
 
 @route("GET", SUB + r"/providers")
 def list_providers(app, req, sub):
-    return Response(200, {"value": [_provider(app, ns) for ns in PROVIDERS]})
+    return Response(200, {"value": [_provider(app, p) for p in registry.PROVIDERS.values()]})
 
 
 @route("GET", SUB + r"/providers/(?P<ns>[^/]+)")
 def get_provider(app, req, sub, ns):
-    for name in PROVIDERS:
-        if name.lower() == ns.lower():
-            return Response(200, _provider(app, name))
-    raise ArmError(404, "InvalidResourceNamespace", f"The resource namespace '{ns}' is invalid.")
+    prov = registry.get_provider(ns)
+    if prov is None:
+        raise ArmError(404, "InvalidResourceNamespace", f"The resource namespace '{ns}' is invalid.")
+    return Response(200, _provider(app, prov))
 
 
 @route("POST", SUB + r"/providers/(?P<ns>[^/]+)/register")
@@ -274,11 +317,9 @@ def rg_delete_job(app, op, rid):
 
 
 def delete_group_now(app, rid: str) -> None:
-    """Cascade: instances (backend), scale sets, VMs, NICs, networks, NSGs, role assignments, the group."""
-    from . import authorization, compute, network
-    compute.purge_under(app, rid)
-    network.purge_under(app, rid)
-    authorization.purge_under(app, rid)
+    """Cascade: every provider's purge hook in order (instances through the backend before the networks
+    they sit in, role assignments last), then whatever is left under the group, then the group."""
+    registry.purge_under(app, rid)
     for rec in app.store.under(rid):
         app.store.delete(rec["body"]["id"])
     app.store.delete(rid)

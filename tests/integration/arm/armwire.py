@@ -1,11 +1,28 @@
-"""Helpers for the ARM emulator tests: a raw HTTPS client with a bearer token and the structural
-comparator used by the conformance tests."""
+"""Helpers for the ARM emulator tests: the Azure SDK clients, a raw HTTPS client with a bearer token
+and the structural comparator used by the conformance tests."""
 from __future__ import annotations
 
 import fnmatch
 import time
 
 import requests
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+
+class Clients:
+    """The azure-mgmt clients, default pipeline, pointed at an emulator (``credential``: another caller)."""
+
+    def __init__(self, arm, credential=None):
+        cred = credential or arm.credential()
+        kw = arm.client_kwargs()
+        self.sub = arm.subscription_id
+        self.resource = ResourceManagementClient(cred, self.sub, **kw)
+        self.network = NetworkManagementClient(cred, self.sub, **kw)
+        self.compute = ComputeManagementClient(cred, self.sub, **kw)
+        self.auth = AuthorizationManagementClient(cred, self.sub, **kw)
 
 
 class Wire:

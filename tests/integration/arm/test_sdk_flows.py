@@ -12,43 +12,14 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachineScaleSetVM, VirtualMachineScaleSetVMProtectionPolicy
-from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
 
 from sandbox.arm.testing import ArmEmulator
 
+from .armwire import Clients
+
 LOC = "westeurope"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-class Clients:
-    def __init__(self, arm, credential=None):
-        cred = credential or arm.credential()
-        kw = arm.client_kwargs()
-        self.sub = arm.subscription_id
-        self.resource = ResourceManagementClient(cred, self.sub, **kw)
-        self.network = NetworkManagementClient(cred, self.sub, **kw)
-        self.compute = ComputeManagementClient(cred, self.sub, **kw)
-        self.auth = AuthorizationManagementClient(cred, self.sub, **kw)
-
-
-@pytest.fixture(scope="module")
-def az(arm):
-    return Clients(arm)
-
-
-@pytest.fixture
-def rg(az):
-    name = f"sdk-{uuid.uuid4().hex[:8]}"
-    az.resource.resource_groups.create_or_update(name, {"location": LOC})
-    yield name
-    try:
-        az.resource.resource_groups.begin_delete(name).result()
-    except ResourceNotFoundError:
-        pass
 
 
 def network(az, rg, prefix="10.10.0.0/16", subnet="10.10.1.0/24", name="vnet"):
@@ -120,8 +91,11 @@ def test_metadata_unknown_routes_and_case_insensitive_paths(arm, az):
     assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
     assert r.json()["error"]["code"] == "InvalidResourceType"
     r = requests.get(f"{arm.resource_manager}SUBSCRIPTIONS/{arm.subscription_id}/providers/microsoft.COMPUTE/"
-                     f"locations/{LOC}/usages?api-version=1999-01-01", headers=h, verify=arm.ca_path, timeout=30)
+                     f"locations/{LOC}/usages?api-version=2024-07-01", headers=h, verify=arm.ca_path, timeout=30)
     assert r.status_code == 200
+    r = requests.get(f"{arm.resource_manager}SUBSCRIPTIONS/{arm.subscription_id}/providers/microsoft.COMPUTE/"
+                     f"locations/{LOC}/usages?api-version=1999-01-01", headers=h, verify=arm.ca_path, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "NoRegisteredProviderFound"
     assert any(e["api_version"] == "1999-01-01" and e["path"].startswith("/SUBSCRIPTIONS") for e in arm.requests())
     r = requests.get(f"{arm.resource_manager}subscriptions/{arm.subscription_id}/resourcegroups", headers=h,
                      verify=arm.ca_path, timeout=30)
@@ -228,8 +202,10 @@ def test_flexible_orchestration(az, rg):
     az.compute.virtual_machines.begin_delete(rg, vms[0].name).result()
     assert az.compute.virtual_machine_scale_sets.get(rg, "flex").sku.capacity == 1
     assert len(list(az.network.network_interfaces.list(rg))) == 1
+    uniform = vmss_model(subnet.id, 1)
+    uniform["properties"]["orchestrationMode"] = "Uniform"  # a PUT that leaves it out keeps Flexible
     with pytest.raises(HttpResponseError) as err:  # orchestration mode is immutable
-        az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "flex", vmss_model(subnet.id, 1))
+        az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "flex", uniform)
     assert err.value.error.code == "PropertyChangeNotAllowed"
 
 
