@@ -20,7 +20,7 @@ def run_product(product: str, version: str, argv: list[str]) -> int:
 
 def _dispatch(build: dict, argv: list[str]) -> int:
     if build["product"] == "consul":
-        from .consul import cli
+        from .consul_cli import cli
     else:
         from .nomad import cli
     try:
