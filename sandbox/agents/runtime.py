@@ -22,12 +22,15 @@ def _dispatch(build: dict, argv: list[str]) -> int:
     if build["product"] == "consul":
         from .consul_cli import cli
     else:
-        from .nomad import cli
+        from .nomad_cli import cli
     try:
         return cli(argv, build)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - a stand-in bug must read as an error, not as a Python traceback
+        print(f"Error: internal error in the sandbox {build['product']} stand-in: {e!r}", file=sys.stderr)
         return 1
 
 
