@@ -400,7 +400,7 @@ IMPLEMENTED: dict[str, dict[str, object]] = {
             "performance.raft_multiplier", "autopilot.cleanup_dead_servers", "autopilot.last_contact_threshold",
             "autopilot.server_stabilization_time", "autopilot.max_trailing_logs", "autopilot.min_quorum",
             "ui_config.enabled", "ui", "pid_file", "service", "services", "check", "checks", "session_ttl_min",
-            "kv_max_value_size", "txn_max_req_len", "max_query_time", "default_query_time", "disable_update_check",
+            "limits.kv_max_value_size", "limits.txn_max_req_len", "max_query_time", "default_query_time", "disable_update_check",
             "telemetry.prometheus_retention_time", "telemetry.disable_hostname")},
         "primary_datacenter": _same_as("datacenter"),
         "raft_protocol": _only(3),

@@ -13,7 +13,7 @@ from . import snapshot
 from .agentbase import BaseAgent, dur
 from .config import format_duration, parse_duration, resolve_addr
 from .consul_local import LocalState, check_definition, public, service_definition
-from .httpapi import HTTPError, Routes
+from .httpapi import HTTPError, Routes, canon
 from .metrics import Metrics, process_gauges
 from .net import Response, RPCError, sd_notify
 
@@ -55,8 +55,9 @@ class ConsulAgent(BaseAgent):
         self.MAX_QUERY_TIME = dur(c.get("max_query_time"), "600s")
         self.DEFAULT_QUERY_TIME = dur(c.get("default_query_time"), "300s")
         self.session_ttl_min = dur(c.get("session_ttl_min"), "10s")
-        self.kv_max = int(c.get("kv_max_value_size") or 512 * 1024)
-        self.txn_max = max(int(c.get("txn_max_req_len") or 512 * 1024), self.kv_max)
+        limits = c.get("limits") or {}
+        self.kv_max = int(limits.get("kv_max_value_size") or 512 * 1024)
+        self.txn_max = max(int(limits.get("txn_max_req_len") or 512 * 1024), self.kv_max)
         tel = c.get("telemetry") or {}
         self.prometheus_retention = dur(tel.get("prometheus_retention_time"), "0s")
         self.metrics = Metrics()
@@ -514,7 +515,9 @@ def autopilot_config_get(self: ConsulAgent, req):
 
 @route("PUT", "/v1/operator/autopilot/configuration", acl="operator:write")
 def autopilot_config_set(self: ConsulAgent, req):
-    body = req.json({}) or {}
+    body = canon(req.json({}) or {}, ["CleanupDeadServers", "LastContactThreshold", "MaxTrailingLogs", "MinQuorum",
+                                      "ServerStabilizationTime", "RedundancyZoneTag", "DisableUpgradeMigration",
+                                      "UpgradeVersionTag", "CreateIndex", "ModifyIndex"])
     cur, _i, _h = self.query(req, "autopilot")
     cur = dict(cur or self._autopilot_from_config())
     known = {"CleanupDeadServers": bool, "LastContactThreshold": str, "MaxTrailingLogs": int, "MinQuorum": int,
@@ -708,7 +711,7 @@ for _st, _verb in (("passing", "pass"), ("warning", "warn"), ("critical", "fail"
 
 @route("PUT", "/v1/agent/check/update/<check_id>", acl="node:write")
 def agent_check_update(self: ConsulAgent, req):
-    body = req.json({}) or {}
+    body = canon(req.json({}) or {}, ["Status", "Output"])
     status = body.get("Status", "")
     if status not in ("passing", "warning", "critical"):
         raise HTTPError(400, "Invalid check status: '" + str(status) + "'")
@@ -787,7 +790,8 @@ def catalog_node(self: ConsulAgent, req):
 
 @route("PUT", "/v1/catalog/register", acl="node:write")
 def catalog_register(self: ConsulAgent, req):
-    body = req.json({}) or {}
+    body = canon(req.json({}) or {}, ["ID", "Node", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
+                                      "Check", "Checks", "SkipNodeUpdate"])
     if not body.get("Node"):
         raise HTTPError(400, "Missing node name")
     if not body.get("Address") and not body.get("SkipNodeUpdate"):
@@ -806,7 +810,7 @@ def catalog_register(self: ConsulAgent, req):
 
 @route("PUT", "/v1/catalog/deregister", acl="node:write")
 def catalog_deregister(self: ConsulAgent, req):
-    body = req.json({}) or {}
+    body = canon(req.json({}) or {}, ["Node", "Datacenter", "CheckID", "ServiceID"])
     if not body.get("Node"):
         raise HTTPError(400, "Missing node name")
     self.apply({"op": "catalog_deregister", "node": body["Node"], "service_id": body.get("ServiceID"),
@@ -944,10 +948,11 @@ def txn(self: ConsulAgent, req):
     for op in ops:
         if not isinstance(op, dict):
             raise HTTPError(400, "Failed to parse body: each operation must be an object")
+        op = canon(op, ["KV", "Node", "Service", "Check", "Session"])
         other = [k for k in op if k != "KV"]
         if other:
             raise HTTPError(400, f"{other[0]} operations in transactions are not implemented by the sandbox stand-in (KV only)")
-        kv = dict(op.get("KV") or {})
+        kv = canon(op.get("KV") or {}, ["Verb", "Key", "Value", "Flags", "Index", "Session", "Namespace", "Partition"])
         verb = kv.get("Verb", "")
         if verb in _TXN_WRITES:
             writes += 1
@@ -970,9 +975,8 @@ def txn(self: ConsulAgent, req):
 
 @route("PUT", "/v1/session/create", acl="session:write")
 def session_create(self: ConsulAgent, req):
-    body = req.json({}) or {}
-    if not isinstance(body, dict):
-        raise HTTPError(400, "Request decode failed: body must be an object")
+    body = canon(req.json({}) or {}, ["ID", "Name", "Node", "Checks", "NodeChecks", "ServiceChecks", "LockDelay",
+                                        "Behavior", "TTL", "Namespace"])
     delay = body.get("LockDelay", 15 * 10**9)
     if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay < 1000:
         delay = int(delay * 1e9)  # FixupLockDelay: a number under 1000 is seconds

@@ -106,6 +106,20 @@ class Request:
         return self.get("token", "") or ""
 
 
+def canon(d, fields: list[str]) -> dict:
+    """A decoded JSON object with Go's field matching: an exact name, else a case-insensitive one (encoding/json);
+    unknown fields are dropped as Go drops them."""
+    if not isinstance(d, dict):
+        raise HTTPError(400, f"Request decode failed: json: cannot unmarshal {type(d).__name__} into an object")
+    lower = {f.lower(): f for f in fields}
+    out = {}
+    for k, v in d.items():
+        name = k if k in fields else lower.get(str(k).lower())
+        if name is not None and (name not in out or k == name):
+            out[name] = v
+    return out
+
+
 @dataclass
 class Route:
     methods: tuple[str, ...]

@@ -11,7 +11,7 @@ import time
 
 from . import snapshot
 from .config import format_duration, parse_duration
-from .httpapi import HTTPError, Routes, parse_bool
+from .httpapi import HTTPError, Routes, canon, parse_bool
 from .metrics import process_gauges
 from .net import Response, RPCError
 from .nomad import TERMINAL, NomadAgent, _multierror, job_errors, job_from_hcl, new_eval, normalize_job, plan_job
@@ -399,7 +399,7 @@ _AP_FIELDS = {"CleanupDeadServers": bool, "LastContactThreshold": "dur", "MaxTra
 
 @route("PUT", "/v1/operator/autopilot/configuration", acl="operator:write")
 def autopilot_put(self: NomadAgent, req):
-    body = _body(req)
+    body = canon(_body(req), list(_AP_FIELDS))
     cur, _i, _h = self.query(req, "autopilot")
     cur = dict(cur or {})
     for k, v in body.items():
@@ -432,7 +432,8 @@ def scheduler_get(self: NomadAgent, req):
 
 @route("PUT POST", "/v1/operator/scheduler/configuration", acl="operator:write")
 def scheduler_put(self: NomadAgent, req):
-    body = _body(req)
+    body = canon(_body(req), ["SchedulerAlgorithm", "MemoryOversubscriptionEnabled", "RejectJobRegistration",
+                              "PauseEvalBroker", "PreemptionConfig", "CreateIndex", "ModifyIndex"])
     cfg = {"SchedulerAlgorithm": body.get("SchedulerAlgorithm") or "binpack",
            "MemoryOversubscriptionEnabled": bool(body.get("MemoryOversubscriptionEnabled")),
            "RejectJobRegistration": bool(body.get("RejectJobRegistration")),

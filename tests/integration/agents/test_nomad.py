@@ -35,6 +35,9 @@ server {{
 autopilot {{
   server_stabilization_time = "3s"
 }}
+consul {{
+  address = "{net(250)}:8500"
+}}
 '''
 
 
@@ -52,6 +55,14 @@ client {{
   meta {{
     rack = "r{i}"
   }}
+}}
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
+consul {{
+  address = "{net(250)}:8500"
 }}
 '''
 
