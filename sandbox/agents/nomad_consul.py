@@ -98,11 +98,8 @@ class ConsulRegistration:
                     sorted(cur.get("Tags") or []) != sorted(svc["Tags"]):
                 self._api("/agent/service/register", method="PUT", body=svc)
                 self.agent.log("INFO", f"consul.sync: registered service: id={sid} name={svc['Name']}")
-        mine = SERVER_PREFIX if self.agent.is_server else CLIENT_PREFIX
-        for sid in have:
-            if sid.startswith((SERVER_PREFIX, CLIENT_PREFIX)) and sid not in want and \
-                    (sid.startswith(mine) or not (self.agent.is_server and self.agent.is_client)):
-                self._api(f"/agent/service/deregister/{sid}", method="PUT")
+        # agent registrations this agent does not know are left alone (isNomadService: a server and a client
+        # agent may share one Consul agent); its own are removed on shutdown
         self.registered = set(want)
 
     def stop(self):

@@ -33,15 +33,23 @@ def _stub_node(n):
     return fill(out, sample("nomad", "GET /v1/nodes")[0])
 
 
+_ALLOC_LISTS = ("GET /v1/job/:job_id/allocations", "GET /v1/allocations", "GET /v1/evaluation/:eval_id/allocations",
+                "GET /v1/deployment/allocations/:deployment_id")
+
+
 def _stub_alloc(a):
-    keys = list(sample("nomad", "GET /v1/job/:job_id/allocations")[0].keys())
-    out = {k: a.get(k) for k in keys}
+    """AllocListStub: the fields every documented allocation list shows."""
+    tmpls = [sample("nomad", k)[0] for k in _ALLOC_LISTS]
+    keys = {k for t in tmpls for k in t}
+    out = {k: json.loads(json.dumps(a.get(k))) for k in keys if k in a}
     out["NodeName"] = a.get("NodeName", "")
     out["JobVersion"] = (a.get("Job") or {}).get("Version", 0)
     out["JobType"] = (a.get("Job") or {}).get("Type", "service")
-    out["TaskStates"] = a.get("TaskStates") or {}
+    out["TaskStates"] = json.loads(json.dumps(a.get("TaskStates") or {}))
     out["DeploymentStatus"] = a.get("DeploymentStatus")
-    return fill(out, sample("nomad", "GET /v1/job/:job_id/allocations")[0])
+    for t in tmpls:
+        fill(out, t)
+    return out
 
 
 def _full_alloc(a):
@@ -85,7 +93,9 @@ def _prefix_one(items: dict, ident: str, what="node"):
 
 
 def _job_out(j, allocs):
-    return fill(dict(j, Status=_job_status(j, allocs)), sample("nomad", "GET /v1/job/:job_id"))
+    """A job with every field the API serialises (the documented job and job-version samples as templates)."""
+    out = fill(json.loads(json.dumps(dict(j, Status=_job_status(j, allocs)))), sample("nomad", "GET /v1/job/:job_id"))
+    return fill(out, sample("nomad", "GET /v1/job/:job_id/versions")["Versions"][0])
 
 
 def _eval_out(e):

@@ -134,6 +134,8 @@ def conforms(s, a, path: str = "$", key: str = "", errors: list | None = None) -
         return errors
     if isinstance(s, dict):
         if _freeform(path, key, s) or _data_keyed(s):
+            if key == "Config":
+                return errors  # a task driver's config: any keys and values (it belongs to the driver)
             kinds = {_type(v) for v in s.values()}
             first = next(iter(s.values()), None) if s else None
             for k, v in a.items():
