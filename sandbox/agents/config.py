@@ -216,7 +216,11 @@ def _coerce(t: str, v, path: str, errors: list[str]):
                 errors.append(f"{path}: invalid duration {v!r} for '{path}' (e.g. \"10s\", \"1m30s\")")
                 return None
         if isinstance(v, int) and not isinstance(v, bool):
-            return v
+            if v == 0:
+                return v
+            # a bare number is decoded to a string and parsed like one: Go's time.ParseDuration wants a unit
+            errors.append(f'{path}: invalid duration for \'{path}\': time: missing unit in duration "{v}"')
+            return None
     elif t == "list":
         if isinstance(v, list):
             return list(v)
@@ -339,7 +343,25 @@ def consul_rules(c: dict, for_agent: bool) -> list[str]:
     for name, p in ports.items():
         if isinstance(p, int) and (p > 65535 or p < -1):
             e.append(f"ports.{name}: invalid port {p}")
+    e += _definition_errors(c)
     return e
+
+
+def _definition_errors(c: dict) -> list[str]:
+    """service/services/check/checks blocks are decoded like the agent decodes them (and refused when they use a
+    check type the stand-in does not run)."""
+    from .consul_local import check_definition, service_definition
+    from .net import RPCError
+    errs = []
+    for key, fn in (("service", service_definition), ("services", service_definition), ("check", check_definition),
+                    ("checks", check_definition)):
+        v = c.get(key)
+        for raw in (v if isinstance(v, list) else [v] if v is not None else []):
+            try:
+                fn(raw, c.get("datacenter", "dc1")) if fn is service_definition else fn(raw)
+            except (RPCError, ValueError, TypeError, AttributeError) as ex:
+                errs.append(f"{key}: {ex}")
+    return errs
 
 
 def nomad_rules(c: dict, for_agent: bool) -> list[str]:

@@ -134,9 +134,13 @@ def service_definition(raw: dict, dc: str) -> tuple[dict, list[dict]]:
         if d.get(f):
             raise HTTPError(400, f"{f}: {why} are not implemented by the sandbox stand-in")
     name = d.get("Name") or ""
+    if not isinstance(name, str):
+        name = str(name)
     if not name:
         raise HTTPError(400, "Missing service name")
     port = d.get("Port") or 0
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)  # weakly typed decode, as the agent's config and API decoders do
     if not isinstance(port, int) or isinstance(port, bool) or port < 0:
         raise HTTPError(400, f"Request decode failed: Port: invalid port {port!r}")
     weights = d.get("Weights") or {"Passing": 1, "Warning": 1}
