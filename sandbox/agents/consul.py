@@ -676,20 +676,20 @@ def agent_service_maintenance(self: ConsulAgent, req):
     return _ok(None)
 
 
-@route("GET", "/v1/agent/checks", acl="node:read")
+@route("GET", "/v1/agent/checks", acl="node:read,service:read")
 def agent_checks(self: ConsulAgent, req):
     with self.local.lock:
         return _ok({cid: _check_out(public(c)) for cid, c in sorted(self.local.checks.items())})
 
 
-@route("PUT", "/v1/agent/check/register", acl="node:write")
+@route("PUT", "/v1/agent/check/register", acl="node:write,service:write")
 def agent_check_register(self: ConsulAgent, req):
     self.local.add_check(check_definition(req.json({}) or {}))
     self._sync_now()
     return _ok(None)
 
 
-@route("PUT", "/v1/agent/check/deregister/<check_id>", acl="node:write")
+@route("PUT", "/v1/agent/check/deregister/<check_id>", acl="node:write,service:write")
 def agent_check_deregister(self: ConsulAgent, req):
     if not self.local.remove_check(req.params["check_id"]):
         raise HTTPError(404, f'Unknown check ID "{req.params["check_id"]}". Ensure that the check ID is passed, not the check name.')
@@ -706,10 +706,10 @@ def _ttl_update(status):
 
 
 for _st, _verb in (("passing", "pass"), ("warning", "warn"), ("critical", "fail")):
-    ROUTES.add("PUT", f"/v1/agent/check/{_verb}/<check_id>", acl="node:write")(_ttl_update(_st))
+    ROUTES.add("PUT", f"/v1/agent/check/{_verb}/<check_id>", acl="node:write,service:write")(_ttl_update(_st))
 
 
-@route("PUT", "/v1/agent/check/update/<check_id>", acl="node:write")
+@route("PUT", "/v1/agent/check/update/<check_id>", acl="node:write,service:write")
 def agent_check_update(self: ConsulAgent, req):
     body = canon(req.json({}) or {}, ["Status", "Output"])
     status = body.get("Status", "")
@@ -760,7 +760,7 @@ def catalog_services(self: ConsulAgent, req):
     return _ok(svcs, h)
 
 
-@route("GET", "/v1/catalog/service/<service>", acl="service:read", acl_name="service")
+@route("GET", "/v1/catalog/service/<service>", acl="node:read,service:read", acl_name="service")
 def catalog_service(self: ConsulAgent, req):
     rows, _idx, h = self.query(req, "service_nodes", name=req.params["service"], tags=req.all("tag"))
     out = []
@@ -780,7 +780,7 @@ def catalog_service(self: ConsulAgent, req):
     return _ok(out, h)
 
 
-@route("GET", "/v1/catalog/node/<node>", acl="node:read", acl_name="node")
+@route("GET", "/v1/catalog/node/<node>", acl="node:read,service:read", acl_name="node")
 def catalog_node(self: ConsulAgent, req):
     res, _idx, h = self.query(req, "node", name=req.params["node"])
     if res is None:
@@ -788,7 +788,7 @@ def catalog_node(self: ConsulAgent, req):
     return _ok({"Node": _node_out(res["Node"]), "Services": {sid: _service_out(s) for sid, s in sorted(res["Services"].items())}}, h)
 
 
-@route("PUT", "/v1/catalog/register", acl="node:write")
+@route("PUT", "/v1/catalog/register", acl="node:write,service:write")
 def catalog_register(self: ConsulAgent, req):
     body = canon(req.json({}) or {}, ["ID", "Node", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service",
                                       "Check", "Checks", "SkipNodeUpdate"])
@@ -808,7 +808,7 @@ def catalog_register(self: ConsulAgent, req):
     return _ok(True)
 
 
-@route("PUT", "/v1/catalog/deregister", acl="node:write")
+@route("PUT", "/v1/catalog/deregister", acl="node:write,service:write")
 def catalog_deregister(self: ConsulAgent, req):
     body = canon(req.json({}) or {}, ["Node", "Datacenter", "CheckID", "ServiceID"])
     if not body.get("Node"):
@@ -820,19 +820,19 @@ def catalog_deregister(self: ConsulAgent, req):
 
 # --- health
 
-@route("GET", "/v1/health/node/<node>", acl="node:read", acl_name="node")
+@route("GET", "/v1/health/node/<node>", acl="node:read,service:read", acl_name="node")
 def health_node(self: ConsulAgent, req):
     checks, _idx, h = self.query(req, "health_node", node=req.params["node"])
     return _ok([_check_out(c) for c in checks], h)
 
 
-@route("GET", "/v1/health/checks/<service>", acl="service:read", acl_name="service")
+@route("GET", "/v1/health/checks/<service>", acl="node:read,service:read", acl_name="service")
 def health_checks(self: ConsulAgent, req):
     checks, _idx, h = self.query(req, "health_checks", service=req.params["service"])
     return _ok([_check_out(c) for c in checks], h)
 
 
-@route("GET", "/v1/health/service/<service>", acl="service:read", acl_name="service")
+@route("GET", "/v1/health/service/<service>", acl="node:read,service:read", acl_name="service")
 def health_service(self: ConsulAgent, req):
     passing = req.flag("passing")
     rows, _idx, h = self.query(req, "health_service", name=req.params["service"], tags=req.all("tag"))
@@ -846,7 +846,7 @@ def health_service(self: ConsulAgent, req):
     return _ok(out, h)
 
 
-@route("GET", "/v1/health/state/<state>", acl="node:read")
+@route("GET", "/v1/health/state/<state>", acl="node:read,service:read")
 def health_state(self: ConsulAgent, req):
     st = req.params["state"]
     if st not in ("any", "passing", "warning", "critical"):
@@ -1029,14 +1029,14 @@ def session_list(self: ConsulAgent, req):
 
 # --- snapshots
 
-@route("GET", "/v1/snapshot", acl="acl:write")
+@route("GET", "/v1/snapshot", acl="management")
 def snapshot_save(self: ConsulAgent, req):
     r = self.rpc("Snapshot.Save", stale=req.has("stale"))
     return Response(raw=base64.b64decode(r["archive"]), ctype="application/x-gzip",
                     headers={"X-Consul-Index": str(r["index"]), "X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"})
 
 
-@route("PUT", "/v1/snapshot", acl="acl:write")
+@route("PUT", "/v1/snapshot", acl="management")
 def snapshot_restore(self: ConsulAgent, req):
     _meta, state = snapshot.read(req.body)
     self.apply({"op": "restore", "state": state})

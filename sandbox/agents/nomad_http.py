@@ -327,7 +327,7 @@ def agent_members(self: NomadAgent, req):
                 "Members": [self.member_json(m) for m in members]})
 
 
-@route("PUT POST", "/v1/agent/join", acl="agent:write")
+@route("PUT POST", "/v1/agent/join")  # none, per docs and source
 def agent_join(self: NomadAgent, req):
     if not self.serf:
         raise HTTPError(501, "Invalid method")
@@ -489,7 +489,7 @@ def node(self: NomadAgent, req):
     return _read(self, req, "node", node_id=req.params["node_id"])
 
 
-@route("GET", "/v1/node/<node_id>/allocations", acl="node:read")
+@route("GET", "/v1/node/<node_id>/allocations", acl="node:read,namespace:read-job")
 def node_allocs(self: NomadAgent, req):
     return _read(self, req, "node_allocs", node_id=req.params["node_id"])
 

@@ -6,7 +6,6 @@ blocking queries, scheduler and autopilot configuration, metrics, snapshots; and
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
