@@ -409,7 +409,7 @@ def _operator(o, multi, rest):
             except RPCError as e:
                 if e.status == 0:
                     raise
-                return _err(f"Error transferring leadership: Unexpected response code: {e.status} ({e})")
+                return _err(f"Error transfering leadership: Failed to transfer leadership Unexpected response code: {e.status} ({e})")
             print("Success")
             return 0
         if sub == "remove-peer":
