@@ -191,33 +191,6 @@ def test_http_port_disabled(consul, agents, net):
         assert s.connect_ex((net(1), 8500)) != 0
 
 
-MALFORMED = [
-    "ports = 5\n", "ports { http = \"x\" }\n", "ports { http = [1] }\n", "retry_join = { a = 1 }\n",
-    "autopilot = [1, 2]\n", "node_meta = 3\n", "service { port = \"x\" }\n", "service { name = \"a\"\n args = [\"x\"] }\n", "service = [1]\n", "check { ttl = \"x\" }\n",
-    "server = \"banana\"\n", "bootstrap_expect = -1\nserver = true\n", "encrypt = 5\n", "{{{\n", "ports {\n",
-    "datacenter = \"DC 1\"\n", "performance { raft_multiplier = \"x\" }\n", "telemetry { prometheus_retention_time = 5 }\n",
-    "limits { kv_max_value_size = \"x\" }\n", "services = \"web\"\n",
-]
-
-
-def test_no_traceback_on_any_config(consul, nomad, tmp_path):
-    """Whatever the configuration, validate and the agent answer with an error message, never a Python traceback."""
-    for i, text in enumerate(MALFORMED):
-        f = tmp_path / f"m{i}.hcl"
-        f.write_text('data_dir = "/tmp/x"\n' + text)
-        for args in (("validate", str(f)), ("agent", "-config-file", str(f))):
-            r = run(consul, *args, timeout=20)
-            assert "Traceback" not in r.stderr + r.stdout, (text, args, r.stderr)
-            assert r.returncode == 1, (text, args, r.stdout, r.stderr)
-    for i, text in enumerate(["server = 5\n", "client { servers = 4 }\n", "server { enabled = true\n bootstrap_expect = \"x\" }\n",
-                              "plugin = 1\n", "consul = [1]\n", "advertise { http = 1 }\n"]):
-        f = tmp_path / f"n{i}.hcl"
-        f.write_text('data_dir = "/tmp/x"\n' + text)
-        for args in (("config", "validate", str(f)), ("agent", "-config", str(f))):
-            r = run(nomad, *args, timeout=20)
-            assert "Traceback" not in r.stderr + r.stdout and r.returncode == 1, (text, args, r.stderr)
-
-
 def test_what_the_roles_render_is_implemented(consul, nomad, tmp_path):
     """The collection's templates, rendered for a server and a client, pass the stand-ins' validation: every
     setting the roles write is implemented, not refused."""
