@@ -339,7 +339,9 @@ def test_metrics(cluster):
     assert st == 200 and conforms(S["GET /v1/agent/metrics"], body) == []
     names = {g["Name"] for g in body["Gauges"]}
     assert {"consul.autopilot.healthy", "consul.runtime.alloc_bytes", "consul.consul.session_ttl.active"} <= names
-    assert any(x["Name"] == "consul.api.http" for x in body["Samples"])
+    # request timings of the current 10 s interval (each metrics call is one; an interval may just have begun)
+    wait_for(lambda: any(x["Name"] == "consul.api.http" for x in http(s, "/v1/agent/metrics")[1]["Samples"]), 5,
+             what="HTTP request samples")
     assert http(s, "/v1/agent/metrics?format=prometheus") == \
         (415, "Prometheus is not enabled since its retention time is not positive")
     st, text = http(c, "/v1/agent/metrics?format=prometheus")

@@ -145,27 +145,39 @@ def test_job_lifecycle_evaluations_deployments_versions(cluster, nomad):
     assert r.returncode == 1 and "Job validation errors:" in r.stderr and "docker" in r.stderr
 
 
+def _register(s, jid, count):
+    job = http(s, "/v1/jobs/parse", "POST", {"JobHCL": JOB.replace('"api"', f'"{jid}"').replace("count = 2", f"count = {count}")})[1]
+    assert http(s, "/v1/jobs", "POST", {"Job": job})[0] == 200
+
+
 def test_blocking_query_and_alloc_stop(cluster):
     s = cluster["server"]
-    wait_for(lambda: len(running(s, "api")) == 2, 30, what="job running")
-    st, _b, h = http(s, "/v1/job/api/allocations", headers=True)
+    _register(s, "blk", 2)
+    wait_for(lambda: len(running(s, "blk")) == 2, 30, what="job running")
+    st, _b, h = http(s, "/v1/job/blk/allocations", headers=True)
     idx = int(h["X-Nomad-Index"])
     t0 = time.monotonic()
-    st, _b, h = http(s, f"/v1/job/api/allocations?index={idx}&wait=300ms", headers=True)
+    st, _b, h = http(s, f"/v1/job/blk/allocations?index={idx}&wait=300ms", headers=True)
     assert st == 200 and int(h["X-Nomad-Index"]) == idx and time.monotonic() - t0 >= 0.3
-    victim = running(s, "api")[0]
+    # a client agent forwards the blocking query to the servers: same index, same wait
+    c = cluster["client"]
+    t0 = time.monotonic()
+    st, _b, h = http(c, f"/v1/job/blk/allocations?index={idx}&wait=300ms", headers=True)
+    assert st == 200 and int(h["X-Nomad-Index"]) == idx and time.monotonic() - t0 >= 0.3
+    victim = running(s, "blk")[0]
     threading.Timer(0.5, lambda: http(s, f"/v1/allocation/{victim['ID']}/stop", "POST")).start()
-    st, allocs, h = http(s, f"/v1/job/api/allocations?index={idx}&wait=20s", headers=True, timeout=30)
+    st, allocs, h = http(s, f"/v1/job/blk/allocations?index={idx}&wait=20s", headers=True, timeout=30)
     assert int(h["X-Nomad-Index"]) > idx
-    wait_for(lambda: {a["ID"]: a for a in http(s, "/v1/job/api/allocations")[1]}[victim["ID"]]["DesiredStatus"] == "stop",
+    wait_for(lambda: {a["ID"]: a for a in http(s, "/v1/job/blk/allocations")[1]}[victim["ID"]]["DesiredStatus"] == "stop",
              15, what="stopped allocation")
-    new = wait_for(lambda: [a for a in running(s, "api") if a["ID"] != victim["ID"] and a.get("PreviousAllocation") == victim["ID"]],
+    new = wait_for(lambda: [a for a in running(s, "blk") if a["ID"] != victim["ID"] and a.get("PreviousAllocation") == victim["ID"]],
                    30, what="replacement allocation")
-    assert new and len(running(s, "api")) <= 2
-    assert http(s, "/v1/job/api/allocations?index=x") == (400, "Invalid index")
-    assert http(s, "/v1/job/api/allocations?index=1&wait=x") == (400, "Invalid wait time")
+    assert new and len(running(s, "blk")) <= 2
+    assert http(s, "/v1/job/blk/allocations?index=x") == (400, "Invalid index")
+    assert http(s, "/v1/job/blk/allocations?index=1&wait=x") == (400, "Invalid wait time")
     assert http(s, "/v1/no/such") == (404, "404 page not found\n")
-    assert http(s, "/v1/job/api/summary", "DELETE") == (405, "Invalid method")
+    assert http(s, "/v1/job/blk/summary", "DELETE") == (405, "Invalid method")
+    assert http(s, "/v1/job/blk?purge=true", "DELETE")[0] == 200
 
 
 @pytest.mark.parametrize("purge", ["True", "1"])
@@ -214,6 +226,7 @@ def test_force_leave_keeps_the_receiving_agent(cluster, nomad, module_agents):
 
 def test_operator_scheduler_autopilot_metrics(cluster, nomad):
     s, env = cluster["server"], cluster["env"]
+    _register(s, "met", 0)
     st, cfg = http(s, "/v1/operator/scheduler/configuration")
     assert st == 200 and conforms(S["GET /v1/operator/scheduler/configuration"], cfg) == []
     sc = cfg["SchedulerConfig"]
@@ -250,6 +263,7 @@ def test_operator_scheduler_autopilot_metrics(cluster, nomad):
 
 def test_snapshot_save_inspect_restore(cluster, nomad, tmp_path):
     s, env = cluster["server"], cluster["env"]
+    _register(s, "snapjob", 0)
     f = tmp_path / "n.snap"
     r = run(nomad, "operator", "snapshot", "save", str(f), env=env)
     assert r.returncode == 0 and r.stdout.strip() == f"State file written to {f}"
