@@ -205,7 +205,7 @@ def test_force_leave_keeps_the_receiving_agent(cluster, nomad, module_agents):
     s, net = cluster["server"], cluster["net"]
     extra = module_agents(nomad, f'name = "s3"\ndata_dir = "data"\nbind_addr = "{net(3)}"\nserver {{\n  enabled = true\n'
                                  f'  bootstrap_expect = 1\n  server_join {{\n    retry_join = ["{net(1)}"]\n    retry_interval = "1s"\n  }}\n}}\n'
-                                 f'consul {{\n  address = "{net(9)}:8500"\n}}\n', "s3", product="nomad")
+                                 'consul {\n  auto_advertise = false\n  server_auto_join = false\n}\n', "s3", product="nomad")
     wait_for(lambda: "s3.global" in [m["Name"] for m in http(s, "/v1/agent/members")[1]["Members"]], 20, what="s3 joined")
     extra.kill()
     wait_for(lambda: {m["Name"]: m["Status"] for m in http(s, "/v1/agent/members")[1]["Members"]}["s3.global"] == "failed",
