@@ -27,6 +27,7 @@ server.min_heartbeat_ttl, autopilot.*; retry_interval. Sandbox-only environment 
 the product): HASHISTACK_SANDBOX_IMDS_URL / HASHISTACK_SANDBOX_ARM_URL override IMDS and
 https://management.azure.com for cloud auto-join (TLS trust from SSL_CERT_FILE).
 
-Not implemented: ACL enforcement, TLS, DNS, service registration/checks beyond serfHealth, WAN
-federation, Nomad system/batch scheduling semantics beyond "run count copies".
+Not implemented (and refused when configured, see config.IMPLEMENTED): ACL enforcement, TLS, DNS, WAN
+federation, Connect, Nomad system/batch jobs and canary deployments. The HTTP API's route tables declare
+each endpoint's ACL; BaseAgent.authorize and BaseAgent.tls_context are where enforcement and TLS go.
 """

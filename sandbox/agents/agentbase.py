@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import autojoin
 from .config import parse_duration, resolve_addr
-from .net import Logger, Response, RPCError, call, serve
+from .httpapi import HTTPError, Request, Routes, block_time, query_options
+from .net import Logger, Response, RPCError, call, serve, set_rpc_tls
 from .raft import NotLeader, Raft
 from .serf import Serf
 
@@ -86,6 +87,7 @@ class BaseAgent:
     # ------------------------------------------------------------ run loop
     def run(self) -> int:
         try:
+            set_rpc_tls(self.tls_context("rpc"))
             self.start()
         except (OSError, RPCError, ValueError) as e:
             self.log("ERROR", f"agent: startup error: {e}")
@@ -180,8 +182,7 @@ class BaseAgent:
     def start_serf(self, *, name, addr, bind, port, tags, key, field, value):
         self.serf = Serf(name=name, addr=addr, port=port, tags=tags, key=key, cluster_field=field,
                          cluster_value=value, log=self.log, product=self.product)
-        srv = serve(bind, port, self.internal_router, self.log)
-        self.servers_http.append(srv)
+        self.serve_internal(bind, port)
         self.serf.start()
 
     def start_retry_join(self, entries: list[str], interval: float, max_attempts: int, default_port: int, join_fn):
@@ -217,7 +218,7 @@ class BaseAgent:
     # ------------------------------------------------------------ raft
     def start_raft(self, bind: str, port: int, **kw):
         """Serve the internal (gossip/raft/RPC) API on bind:port, start raft, lead with _leadership."""
-        self.servers_http.append(serve(bind, port, self.internal_router, self.log))
+        self.serve_internal(bind, port)
         self.raft = Raft(log=self.log, node_id=self.node_id, version=self.version, members_fn=self._server_members,
                          **self.ap, **kw)
         self.raft.start()
@@ -256,7 +257,8 @@ class BaseAgent:
                 return Response(self.raft.handle_timeout_now(data))
         if path.startswith("/rpc/"):
             try:
-                return Response({"result": self.server_rpc(path[5:], data.get("args") or {}, data.get("stale", False))})
+                return Response({"result": self.server_rpc(path[5:], data.get("args") or {}, data.get("stale", False),
+                                                           timeout=float(data.get("timeout") or 8.0))})
             except RPCError as e:
                 return Response({"error": str(e)}, status=e.status or 500)
         return Response({"error": f"unknown internal path {path}"}, status=404)
@@ -264,33 +266,33 @@ class BaseAgent:
     # server-side RPC dispatch: rpc_<Name> handlers; LOCAL_RPCS answer without the leader
     LOCAL_RPCS: frozenset[str] = frozenset({"Status.Leader", "Status.Peers", "Operator.RaftConfiguration"})
 
-    def server_rpc(self, name: str, args: dict, stale: bool = False):
+    def server_rpc(self, name: str, args: dict, stale: bool = False, timeout: float = 8.0):
         if self.raft is None:
             raise RPCError("this agent is not a server", 500)
         fn = getattr(self, "rpc_" + name.replace(".", "_"), None)
         if fn is None:
             raise RPCError(f"rpc: can't find method {name}", 404)
-        if name in self.LOCAL_RPCS or (stale and name.split(".")[-1] in ("Get", "List", "Read")) or self.raft.is_leader():
+        if name in self.LOCAL_RPCS or (stale and name.split(".")[-1] in ("Get", "List", "Read", "Query")) or self.raft.is_leader():
             return fn(args)
         lid, laddr = self.raft.leader()
         if not laddr or lid == self.node_id:
             raise NotLeader()
         try:
-            r = call(laddr, f"/rpc/{name}", {"args": args}, timeout=8.0)
+            r = call(laddr, f"/rpc/{name}", {"args": args}, timeout=timeout)
         except RPCError as e:
             if e.status == 0:
                 raise NotLeader() from e
             raise
         return r["result"]
 
-    def rpc(self, name: str, args: dict | None = None, stale: bool = False):
+    def rpc(self, name: str, args: dict | None = None, stale: bool = False, timeout: float = 8.0):
         """Call an RPC: locally when we are a server, else through a known server."""
         if self.raft is not None:
-            return self.server_rpc(name, args or {}, stale)
+            return self.server_rpc(name, args or {}, stale, timeout)
         errs = []
         for addr in self.known_servers():
             try:
-                r = call(addr, f"/rpc/{name}", {"args": args or {}, "stale": stale}, timeout=8.0)
+                r = call(addr, f"/rpc/{name}", {"args": args or {}, "stale": stale, "timeout": timeout}, timeout=timeout)
                 return r["result"]
             except RPCError as e:
                 if e.status == 0:
@@ -332,43 +334,112 @@ class BaseAgent:
         return {"state": self.raft.read(), "index": self.raft.index, "term": self.raft.last_term}
 
     # ------------------------------------------------------------ HTTP API (shared part)
-    def http_router(self, method, path, q, body, headers):
-        if not path.startswith("/v1/"):
-            return self.http_not_found()
-        try:
-            return self._route(method, path[3:], q, body)
-        except RPCError as e:
-            return Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain")
+    ROUTES: Routes = Routes()
+    INDEX_HEADER = ""          # X-Consul-Index / X-Nomad-Index
+    MAX_QUERY_TIME = 300.0      # the blocking-query cap (Consul: max_query_time, 10m; Nomad: 5m in its source)
+    DEFAULT_QUERY_TIME = 300.0
 
-    def http_not_found(self) -> Response:
-        raise NotImplementedError
-
-    def _route(self, method, p, q, body) -> Response:
-        raise NotImplementedError
-
-    def common_route(self, p: str, q: dict) -> Response | None:
-        """The endpoints both agents answer alike (None: not one of them)."""
-        if p == "/status/leader":
-            return Response(self.rpc("Status.Leader"))
-        if p == "/status/peers":
-            return Response(self.rpc("Status.Peers"))
-        if p == "/agent/self":
-            return Response(self.agent_self())
-        if p == "/operator/raft/configuration":
-            return Response(self.rpc("Operator.RaftConfiguration", stale="stale" in q))
-        if p == "/operator/autopilot/health":
-            h = self.rpc("Operator.AutopilotHealth")
-            return Response(h, status=200 if h["Healthy"] else 429)
+    def tls_context(self, kind: str):
+        """The TLS hook: an ssl.SSLContext for "http" (the API listener), "rpc-server" (the internal listener)
+        or "rpc" (outgoing internal calls), or None for plain HTTP. The stand-ins implement no TLS yet, and
+        the tls block is refused at start (config.UNSUPPORTED)."""
         return None
+
+    def serve_http(self, addr: str, port: int):
+        self.servers_http.append(serve(addr, port, self.http_router, self.log, tls=self.tls_context("http")))
+
+    def serve_internal(self, addr: str, port: int):
+        self.servers_http.append(serve(addr, port, self.internal_router, self.log, tls=self.tls_context("rpc-server")))
+
+    def http_router(self, method, path, query, body, headers):
+        req = Request(method, path, query, body, headers)
+        try:
+            return self.dispatch(req)
+        except HTTPError as e:
+            return Response(raw=(str(e) + ("" if str(e).endswith("\n") else "")).encode(), status=e.status,
+                            ctype="text/plain; charset=utf-8", headers=e.headers)
+        except RPCError as e:
+            return Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain; charset=utf-8")
+
+    def dispatch(self, req: Request) -> Response:
+        """The one way into the HTTP API: route (404), method (405), authorize (ACL), handler."""
+        matches = self.ROUTES.match(req.path)
+        if not matches:
+            return self.http_not_found(req)
+        for route, params in matches:
+            if req.method in route.methods:
+                req.route, req.params = route, params
+                break
+        else:
+            allowed = sorted({m for r, _p in matches for m in r.methods})
+            raise self.method_not_allowed(req, allowed)
+        self.authorize(req)
+        return req.route.handler(self, req)
+
+    def authorize(self, req: Request):
+        """The ACL hook: req.route.acl is "<resource>:<access>" (None: no ACL needed), req.route.acl_name the
+        path parameter naming the object; req.token(...) the token. Raise HTTPError(403, ...) to deny.
+        A no-op while the stand-ins implement no ACLs (the acl block is refused at start)."""
+
+    def http_not_found(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def method_not_allowed(self, req: Request, allowed: list[str]) -> HTTPError:
+        raise NotImplementedError
 
     def agent_self(self) -> dict:
         raise NotImplementedError
 
-    def index_headers(self) -> dict:
-        """X-Consul-Index / X-Nomad-Index and friends of blocking-query capable endpoints."""
+    # ------------------------------------------------------------ reads and blocking queries
+    VIEWS: dict = {}
+
+    def query(self, req: Request, view: str, **params):
+        """Read a view of the replicated state as the products do: on the leader (or any server with
+        ?stale), blocking while ?index= is not passed (up to ?wait plus jitter).
+        Returns (result, index, headers)."""
+        qo = query_options(req, self.product)
+        args = {"view": view, "params": params, "min_index": qo.min_index, "wait": qo.wait}
+        timeout = (min(qo.wait or self.DEFAULT_QUERY_TIME, self.MAX_QUERY_TIME) * 17 / 16 + 8) if qo.min_index else 8.0
+        r = self.rpc("State.Query", args, stale=qo.stale, timeout=timeout)
+        return r["Result"], r["Index"], self.meta_headers(r["Index"], r["KnownLeader"], r["LastContact"])
+
+    def meta_headers(self, index: int, known_leader: bool = True, last_contact_ms: int = 0) -> dict:
         pre = "X-" + self.product.capitalize()
-        return {f"{pre}-Index": str(self.raft.index if self.raft else 1), f"{pre}-KnownLeader": "true",
-                f"{pre}-LastContact": "0"}
+        return {self.INDEX_HEADER: str(index), f"{pre}-KnownLeader": str(bool(known_leader)).lower(),
+                f"{pre}-LastContact": str(int(last_contact_ms))}
+
+    def rpc_State_Query(self, a):
+        """Run a view on this server's state; block while its index is not past min_index (the blocking-query
+        loop of the products' RPC layer: re-run on every change, return once the result moved, or on timeout)."""
+        fn = self.VIEWS.get(a["view"])
+        if fn is None:
+            raise RPCError(f"unknown view {a['view']}", 400)
+        params = a.get("params") or {}
+
+        def run():
+            st, seen = self.raft.snapshot()
+            idx, res = fn(st, **params)
+            return idx, res, seen
+
+        idx, res, seen = run()
+        min_index = int(a.get("min_index") or 0)
+        if min_index and idx <= min_index:
+            deadline = time.monotonic() + block_time(float(a.get("wait") or 0), self.DEFAULT_QUERY_TIME, self.MAX_QUERY_TIME)
+            first = json.dumps(res, sort_keys=True)
+            while not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.raft.wait_change(seen, left)
+                idx, res, seen = run()
+                if idx > min_index and json.dumps(res, sort_keys=True) != first:
+                    break
+        lid, _ = self.raft.leader()
+        return {"Index": self.clamp_index(idx), "Result": res, "KnownLeader": lid is not None,
+                "LastContact": int(self.raft.last_contact() * 1000)}
+
+    def clamp_index(self, idx: int) -> int:
+        return idx
 
     def member_status(self, status: str):
         return status

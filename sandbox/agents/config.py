@@ -216,7 +216,11 @@ def _coerce(t: str, v, path: str, errors: list[str]):
                 errors.append(f"{path}: invalid duration {v!r} for '{path}' (e.g. \"10s\", \"1m30s\")")
                 return None
         if isinstance(v, int) and not isinstance(v, bool):
-            return v
+            if v == 0:
+                return v
+            # a bare number is decoded to a string and parsed like one: Go's time.ParseDuration wants a unit
+            errors.append(f'{path}: invalid duration for \'{path}\': time: missing unit in duration "{v}"')
+            return None
     elif t == "list":
         if isinstance(v, list):
             return list(v)
@@ -339,7 +343,25 @@ def consul_rules(c: dict, for_agent: bool) -> list[str]:
     for name, p in ports.items():
         if isinstance(p, int) and (p > 65535 or p < -1):
             e.append(f"ports.{name}: invalid port {p}")
+    e += _definition_errors(c)
     return e
+
+
+def _definition_errors(c: dict) -> list[str]:
+    """service/services/check/checks blocks are decoded like the agent decodes them (and refused when they use a
+    check type the stand-in does not run)."""
+    from .consul_local import check_definition, service_definition
+    from .net import RPCError
+    errs = []
+    for key, fn in (("service", service_definition), ("services", service_definition), ("check", check_definition),
+                    ("checks", check_definition)):
+        v = c.get(key)
+        for raw in (v if isinstance(v, list) else [v] if v is not None else []):
+            try:
+                fn(raw, c.get("datacenter", "dc1")) if fn is service_definition else fn(raw)
+            except (RPCError, ValueError, TypeError, AttributeError) as ex:
+                errs.append(f"{key}: {ex}")
+    return errs
 
 
 def nomad_rules(c: dict, for_agent: bool) -> list[str]:
@@ -364,6 +386,105 @@ def nomad_rules(c: dict, for_agent: bool) -> list[str]:
     return e
 
 
+# ---------------------------------------------------------------- what the stand-ins implement
+
+ANY = True
+
+
+def _only(*allowed, why=""):
+    """Accept only these values (the ones that switch an unimplemented feature off)."""
+    def rule(v, cfg):
+        if any(v == a and type(v) is type(a) for a in allowed):
+            return None
+        shown = " or ".join(json.dumps(a) for a in allowed)
+        return f"only {shown} is implemented{(' (' + why + ')') if why else ''}"
+    return rule
+
+
+def _same_as(key):
+    def rule(v, cfg):
+        return None if v == cfg.get(key, "dc1") else f"only the agent's own {key} is implemented (no WAN federation)"
+    return rule
+
+
+# Every configuration key the stand-ins implement, by dotted path (labelled blocks include their label).
+# Any other documented key is refused -- by `validate` and at agent start -- naming the key, so that no
+# test passes because the stand-in silently ignored a setting. ANY: every value (and every child key of
+# a map) is honoured; a rule function: the values it returns no error for. To implement a feature, add
+# its keys here (TLS: the tls block, ports.https, verify_*, auto_encrypt; ACLs: the acl block).
+IMPLEMENTED: dict[str, dict[str, object]] = {
+    "consul": {
+        **{k: ANY for k in (
+            "datacenter", "data_dir", "log_level", "log_file", "node_name", "node_id", "node_meta", "server", "bootstrap",
+            "bootstrap_expect", "bind_addr", "advertise_addr", "client_addr", "addresses.http", "ports.http",
+            "ports.serf_lan", "ports.server", "retry_join", "retry_interval", "retry_max", "start_join", "encrypt",
+            "disable_keyring_file", "leave_on_terminate", "skip_leave_on_interrupt", "rejoin_after_leave",
+            "performance.raft_multiplier", "autopilot.cleanup_dead_servers", "autopilot.last_contact_threshold",
+            "autopilot.server_stabilization_time", "autopilot.max_trailing_logs", "autopilot.min_quorum",
+            "ui_config.enabled", "ui", "pid_file", "service", "services", "check", "checks", "session_ttl_min",
+            "limits.kv_max_value_size", "limits.txn_max_req_len", "max_query_time", "default_query_time", "disable_update_check",
+            "telemetry.prometheus_retention_time", "telemetry.disable_hostname")},
+        "primary_datacenter": _same_as("datacenter"),
+        "raft_protocol": _only(3),
+        "ports.dns": _only(-1, why="the stand-in serves no DNS"),
+        "ports.grpc": _only(-1, why="the stand-in serves no gRPC"),
+        "ports.grpc_tls": _only(-1, why="the stand-in serves no gRPC"),
+        "ports.serf_wan": _only(-1, why="no WAN gossip"),
+        "ports.https": _only(-1, why="no TLS yet"),
+        "connect.enabled": _only(False, why="no service mesh"),
+        "enable_script_checks": _only(False, why="no script checks"),
+        "enable_local_script_checks": _only(False, why="no script checks"),
+    },
+    "nomad": {
+        **{k: ANY for k in (
+            "region", "datacenter", "name", "data_dir", "log_level", "log_file", "bind_addr", "addresses.http",
+            "addresses.rpc", "addresses.serf", "advertise.http", "advertise.rpc", "advertise.serf", "ports.http",
+            "ports.rpc", "ports.serf", "leave_on_terminate", "leave_on_interrupt", "disable_update_check",
+            "server.enabled", "server.bootstrap_expect", "server.encrypt", "server.server_join", "server.retry_join",
+            "server.start_join", "server.retry_interval", "server.retry_max", "server.heartbeat_grace",
+            "server.min_heartbeat_ttl", "server.raft_multiplier", "server.rejoin_after_leave",
+            "client.enabled", "client.node_class", "client.node_pool", "client.servers", "client.server_join",
+            "client.meta", "client.drain_on_shutdown", "plugin.raw_exec.config.enabled",
+            "telemetry.publish_allocation_metrics", "telemetry.publish_node_metrics", "telemetry.prometheus_metrics",
+            "telemetry.collection_interval", "telemetry.disable_hostname",
+            "autopilot.cleanup_dead_servers", "autopilot.last_contact_threshold", "autopilot.max_trailing_logs",
+            "autopilot.min_quorum", "autopilot.server_stabilization_time",
+            "consul.address", "consul.auto_advertise", "consul.server_service_name", "consul.client_service_name",
+            "consul.server_auto_join", "consul.client_auto_join", "consul.tags", "consul.checks_use_advertise",
+            "consul.server_http_check_name", "consul.server_serf_check_name", "consul.server_rpc_check_name",
+            "consul.client_http_check_name", "consul.timeout")},
+        "consul.ssl": _only(False, why="no TLS yet"),
+        "server.raft_protocol": _only(3),
+    },
+}
+
+
+def unsupported(product: str, cfg: dict) -> list[str]:
+    """The keys (and values) of a merged, type-checked config that the stand-in does not implement."""
+    rules = IMPLEMENTED[product]
+    errs: list[str] = []
+
+    def walk(d: dict, prefix: str):
+        for k, v in d.items():
+            path = prefix + str(k)
+            rule = rules.get(path)
+            if rule is ANY:
+                continue
+            if callable(rule):
+                why = rule(v, cfg)
+                if why:
+                    errs.append(f"{path}: the value {json.dumps(v, default=str)} is not implemented by the sandbox "
+                                f"{product} stand-in: {why}")
+                continue
+            if isinstance(v, dict) and any(r.startswith(path + ".") for r in rules):
+                walk(v, path + ".")
+                continue
+            errs.append(f"{path}: not implemented by the sandbox {product} stand-in (refused rather than ignored)")
+
+    walk(cfg, "")
+    return errs
+
+
 def load_and_check(product: str, paths: list[str], fmt: str | None = None, for_agent: bool = True) -> tuple[dict, list[str]]:
     """Returns (merged config, errors). Errors name the key."""
     try:
@@ -380,6 +501,7 @@ def load_and_check(product: str, paths: list[str], fmt: str | None = None, for_a
         return merged, errors
     rules = consul_rules if product == "consul" else nomad_rules
     errors += rules(merged, for_agent)
+    errors += unsupported(product, merged)
     return merged, errors
 
 

@@ -7,6 +7,7 @@ import http.server
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -29,11 +30,28 @@ def split_hostport(addr: str, default_port: int) -> tuple[str, int]:
     return addr, default_port
 
 
+# TLS for the agents' internal traffic (gossip, raft, RPC): the one place a client context is set
+# (BaseAgent.tls_context("rpc") at start); None = plain HTTP, as long as the stand-ins implement no TLS.
+_RPC_TLS: ssl.SSLContext | None = None
+INTERNAL_PREFIXES = ("/rpc/", "/raft/", "/serf/")
+
+
+def set_rpc_tls(ctx: ssl.SSLContext | None):
+    global _RPC_TLS
+    _RPC_TLS = ctx
+
+
 def call(addr: str, path: str, body=None, method: str | None = None, timeout: float = 2.0,
-         headers: dict | None = None, raw: bool = False):
-    """POST/GET JSON to http://addr/path. Raises RPCError (status 0 = unreachable)."""
+         headers: dict | None = None, raw: bool = False, tls: ssl.SSLContext | None = None):
+    """POST/GET JSON to http(s)://addr/path. Raises RPCError (status 0 = unreachable).
+    tls: a client context (HTTPS); internal paths use the agent's RPC context when none is given."""
     host, port = split_hostport(addr, 80)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if tls is None and path.startswith(INTERNAL_PREFIXES):
+        tls = _RPC_TLS
+    if tls is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     data = None
     hdrs = dict(headers or {})
     if body is not None:
@@ -78,15 +96,16 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         pass
 
 
-def serve(addr: str, port: int, router, log=None) -> _Server:
-    """Start a threaded HTTP server; router(method, path, query: dict, body: bytes, headers) -> Response."""
+def serve(addr: str, port: int, router, log=None, tls: ssl.SSLContext | None = None) -> _Server:
+    """Start a threaded HTTP server; router(method, path, query: {name: [values]}, body: bytes, headers) -> Response.
+    tls: a server context (HTTPS) -- the one place listeners get TLS."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _do(self):
             u = urllib.parse.urlsplit(self.path)
-            q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query, keep_blank_values=True).items()}
+            q = urllib.parse.parse_qs(u.query, keep_blank_values=True)
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
             try:
@@ -110,12 +129,14 @@ def serve(addr: str, port: int, router, log=None) -> _Server:
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _do
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _do
 
         def log_message(self, *a):
             pass
 
     srv = _Server((addr, port), Handler)
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     t = threading.Thread(target=srv.serve_forever, daemon=True, name=f"http-{addr}:{port}")
     t.start()
     return srv

@@ -3,38 +3,60 @@ allocations as real processes), HTTP API and CLI."""
 
 from __future__ import annotations
 
-import base64
+import copy
 import fnmatch
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from . import hcl
-from .agentbase import BaseAgent, cli_client, cli_err, columnize, dur, parse_cli_flags, run_client_cmd
-from .config import load_and_check, nomad_rules, parse_duration, resolve_addr
-from .net import Response, RPCError, call, sd_notify, serve
+from .agentbase import BaseAgent, dur
+from .config import format_duration, parse_duration, resolve_addr
+from .metrics import Metrics
+from .net import RPCError, call, sd_notify
 from .shapes import fill, sample
 
 TERMINAL = ("complete", "failed", "lost")
+SNAPSHOT_TYPES = [("nodes", "Node", False), ("jobs", "Job", False), ("allocs", "Alloc", False), ("evals", "Eval", False),
+                  ("deployments", "Deployment", False), ("scheduler", "SchedulerConfig", False),
+                  ("autopilot", "AutopilotConfig", False)]
 
 
 def _now_ns():
     return time.time_ns()
 
 
+TABLES = ("nodes", "jobs", "job_version", "allocs", "evals", "deployment", "scheduler_config", "autopilot-config")
+# which tables an operation writes (the index of each table is the index of its last write, as in Nomad's state store)
+_OP_TABLES = {"node_register": ("nodes",), "node_status": ("nodes",), "node_drain": ("nodes",), "node_eligibility": ("nodes",),
+              "drain_complete": ("nodes",), "job_register": ("jobs", "job_version", "evals"),
+              "job_deregister": ("jobs", "job_version", "evals"), "job_stable": ("jobs", "job_version"),
+              "alloc_upsert": ("allocs",), "alloc_client_update": ("allocs",), "alloc_transition": ("allocs", "evals"),
+              "plan": ("allocs", "evals", "deployment"), "evals": ("evals",), "deployment_status": ("deployment", "evals"),
+              "scheduler_set": ("scheduler_config",), "autopilot_set": ("autopilot-config",), "restore": TABLES}
+
+
 def _initial_state():
-    return {"nodes": {}, "jobs": {}, "allocs": {}}
+    return {"nodes": {}, "jobs": {}, "allocs": {}, "versions": {}, "evals": {}, "deployments": {},
+            "scheduler": None, "autopilot": None, "index": {t: 0 for t in TABLES}}
 
 
 def _apply(state, op, index):
+    for k, v in _initial_state().items():  # state from an older stand-in (upgrade): add the new tables
+        state.setdefault(k, v)
+    result = _apply_op(state, op, index)
+    if op["op"] != "noop":
+        for t in _OP_TABLES.get(op["op"], ()):
+            state["index"][t] = index
+    return result
+
+
+def _apply_op(state, op, index):
     kind = op["op"]
     nodes, jobs, allocs = state["nodes"], state["jobs"], state["allocs"]
     if kind == "noop":
@@ -104,12 +126,33 @@ def _apply(state, op, index):
     if kind == "job_register":
         j = op["job"]
         cur = jobs.get(j["ID"])
+        if op.get("enforce_index"):
+            jmi = op.get("job_modify_index", 0)
+            if cur is not None and jmi == 0:
+                raise RPCError("Enforcing job modify index 0: job already exists", 500)
+            if cur is not None and jmi != cur["JobModifyIndex"]:
+                raise RPCError(f"Enforcing job modify index {jmi}: job exists with conflicting job modify index: "
+                               f"{cur['JobModifyIndex']}", 500)
+            if cur is None and jmi != 0:
+                raise RPCError(f"Enforcing job modify index {jmi}: job does not exist", 500)
         j["CreateIndex"] = cur["CreateIndex"] if cur else index
-        j["Version"] = (cur["Version"] + 1) if cur else 0
-        j["ModifyIndex"] = j["JobModifyIndex"] = index
-        j["SubmitTime"] = _now_ns()
+        j["ModifyIndex"] = index
         j["Stop"] = False
+        if cur is not None and _spec(cur) == _spec(j) and not cur.get("Stop"):
+            j["Version"], j["JobModifyIndex"], j["SubmitTime"] = cur["Version"], cur["JobModifyIndex"], cur["SubmitTime"]
+            j["Stable"] = cur.get("Stable", False)
+        else:
+            j["Version"] = (cur["Version"] + 1) if cur else 0
+            j["JobModifyIndex"] = index
+            j["SubmitTime"] = _now_ns()
+            j["Stable"] = False
         jobs[j["ID"]] = j
+        versions = state["versions"].setdefault(j["ID"], [])
+        versions[:] = [v for v in versions if v["Version"] != j["Version"]] + [copy.deepcopy(j)]
+        del versions[:-6]  # job_tracked_versions default 6
+        if op.get("eval"):
+            state["evals"][op["eval"]["ID"]] = dict(op["eval"], JobModifyIndex=j["JobModifyIndex"], CreateIndex=index,
+                                                     ModifyIndex=index, SnapshotIndex=index)
         return index
     if kind == "job_deregister":
         j = jobs.get(op["job_id"])
@@ -117,17 +160,77 @@ def _apply(state, op, index):
             raise RPCError("job not found", 404)
         if op.get("purge"):
             del jobs[op["job_id"]]
+            state["versions"].pop(op["job_id"], None)
         else:
             j["Stop"] = True
             j["ModifyIndex"] = j["JobModifyIndex"] = index
+            j["Version"] += 1
+            state["versions"].setdefault(j["ID"], []).append(copy.deepcopy(j))
+            del state["versions"][j["ID"]][:-6]
+        if op.get("eval"):
+            state["evals"][op["eval"]["ID"]] = dict(op["eval"], JobModifyIndex=index, CreateIndex=index, ModifyIndex=index,
+                                                     SnapshotIndex=index)
         return index
+    if kind == "job_stable":
+        j = jobs.get(op["job_id"])
+        for v in state["versions"].get(op["job_id"], []):
+            if v["Version"] == op["version"]:
+                v["Stable"] = op["stable"]
+        if j and j["Version"] == op["version"]:
+            j["Stable"] = op["stable"]
+            j["ModifyIndex"] = index
+        return index
+    if kind == "plan":
+        # one scheduling pass: allocation changes, evaluation updates and deployments, in one write
+        _apply_op(state, {"op": "alloc_upsert", "allocs": op.get("allocs") or []}, index)
+        for e in op.get("evals") or []:
+            cur = state["evals"].get(e["ID"])
+            state["evals"][e["ID"]] = dict(e, CreateIndex=cur["CreateIndex"] if cur else index, ModifyIndex=index,
+                                           ModifyTime=_now_ns())
+        for d in op.get("deployments") or []:
+            cur = state["deployments"].get(d["ID"])
+            state["deployments"][d["ID"]] = dict(d, CreateIndex=cur["CreateIndex"] if cur else index, ModifyIndex=index)
+        return index
+    if kind == "evals":
+        for e in op["evals"]:
+            cur = state["evals"].get(e["ID"])
+            state["evals"][e["ID"]] = dict(e, CreateIndex=cur["CreateIndex"] if cur else index, ModifyIndex=index)
+        return index
+    if kind == "alloc_transition":
+        for aid in op["alloc_ids"]:
+            a = allocs.get(aid)
+            if a is None:
+                raise RPCError(f"alloc not found: {aid}", 404)
+            a["DesiredTransition"] = dict(a.get("DesiredTransition") or {}, Migrate=True)
+            a["ModifyIndex"] = a["AllocModifyIndex"] = index
+        for e in op.get("evals") or []:
+            state["evals"][e["ID"]] = dict(e, CreateIndex=index, ModifyIndex=index, SnapshotIndex=index)
+        return index
+    if kind == "deployment_status":
+        d = state["deployments"].get(op["id"])
+        if d is None:
+            raise RPCError(f"deployment not found: {op['id']}", 404)
+        if d["Status"] not in ("running", "paused", "pending"):
+            raise RPCError("can't fail terminal deployment", 500)
+        d["Status"], d["StatusDescription"] = op["status"], op["description"]
+        d["ModifyIndex"] = index
+        for e in op.get("evals") or []:
+            state["evals"][e["ID"]] = dict(e, CreateIndex=index, ModifyIndex=index, SnapshotIndex=index)
+        return index
+    if kind in ("scheduler_set", "autopilot_set"):
+        key = "scheduler" if kind == "scheduler_set" else "autopilot"
+        cur = state.get(key)
+        if op.get("cas") is not None and (cur or {}).get("ModifyIndex", 0) != int(op["cas"]):
+            return False
+        state[key] = dict(op["config"], CreateIndex=(cur or {}).get("CreateIndex", index), ModifyIndex=index)
+        return True
     if kind == "alloc_upsert":
         for a in op["allocs"]:
             cur = allocs.get(a["ID"])
             if cur:
                 # scheduler-side fields only; keep client-side state
-                for k in ("ClientStatus", "ClientDescription", "TaskStates"):
-                    a[k] = cur[k]
+                for k in ("ClientStatus", "ClientDescription", "TaskStates", "DeploymentStatus"):
+                    a[k] = cur.get(k)
                 a["CreateIndex"] = cur["CreateIndex"]
             else:
                 a["CreateIndex"] = index
@@ -140,17 +243,28 @@ def _apply(state, op, index):
             a = allocs.get(u["ID"])
             if not a:
                 continue
-            a["ClientStatus"] = u["ClientStatus"]
-            a["ClientDescription"] = u.get("ClientDescription", "")
+            a["ClientStatus"] = u.get("ClientStatus", a["ClientStatus"])
+            a["ClientDescription"] = u.get("ClientDescription", a.get("ClientDescription", ""))
             a["TaskStates"] = u.get("TaskStates") or a.get("TaskStates") or {}
+            if u.get("DeploymentStatus"):
+                a["DeploymentStatus"] = dict(u["DeploymentStatus"], ModifyIndex=index)
             a["ModifyIndex"] = index
             a["ModifyTime"] = _now_ns()
         return index
     if kind == "restore":
+        restored = copy.deepcopy(op["state"])
         state.clear()
-        state.update(op["state"])
+        state.update(_initial_state())
+        state.update(restored)
         return index
     raise RPCError(f"unknown operation {kind}", 400)
+
+
+def _spec(job: dict) -> str:
+    """A job's specification without the fields the servers set: equal specs are the same job version."""
+    skip = {"CreateIndex", "ModifyIndex", "JobModifyIndex", "SubmitTime", "Version", "Stable", "Stop", "Status",
+            "StatusDescription"}
+    return json.dumps({k: v for k, v in job.items() if k not in skip}, sort_keys=True)
 
 
 def _event(msg, subsystem, index):
@@ -193,12 +307,34 @@ def _job_api(jid, b) -> dict:
                           "Env": t.get("env"), "KillTimeout": int(parse_duration(t.get("kill_timeout", "5s")) * 1e9),
                           "KillSignal": t.get("kill_signal", ""), "Meta": t.get("meta"), "User": t.get("user", "")})
         groups.append({"Name": gname, "Count": int(g.get("count", 1)), "Tasks": tasks, "Meta": g.get("meta"),
-                       "Constraints": _constraints(g) + [c for t in tmap.values() for c in _constraints(t)]})
+                       "Constraints": _constraints(g) + [c for t in tmap.values() for c in _constraints(t)],
+                       "Update": _update(g.get("update"))})
     dcs = b.get("datacenters") or ["*"]
     return {"ID": jid, "Name": b.get("name", jid), "Type": b.get("type", "service"), "Region": b.get("region", "global"),
             "Namespace": b.get("namespace", "default"), "Datacenters": dcs, "NodePool": b.get("node_pool", "default"),
             "Priority": int(b.get("priority", 50)), "TaskGroups": groups, "Meta": b.get("meta"),
-            "Constraints": _constraints(b)}
+            "Constraints": _constraints(b), "Update": _update(b.get("update"))}
+
+
+_UPDATE_KEYS = {"max_parallel": ("MaxParallel", int), "min_healthy_time": ("MinHealthyTime", "dur"),
+                "healthy_deadline": ("HealthyDeadline", "dur"), "progress_deadline": ("ProgressDeadline", "dur"),
+                "auto_revert": ("AutoRevert", bool), "auto_promote": ("AutoPromote", bool), "canary": ("Canary", int),
+                "health_check": ("HealthCheck", str), "stagger": ("Stagger", "dur")}
+
+
+def _update(block) -> dict | None:
+    """An HCL update block as the API's UpdateStrategy (durations in ns)."""
+    if not block:
+        return None
+    if isinstance(block, list):
+        block = block[-1]
+    out = {}
+    for k, v in block.items():
+        if k not in _UPDATE_KEYS:
+            raise ValueError(f"update: unexpected key {k}")
+        name, conv = _UPDATE_KEYS[k]
+        out[name] = int(parse_duration(v) * 1e9) if conv == "dur" else conv(v)
+    return out
 
 
 def _constraints(block: dict) -> list[dict]:
@@ -272,15 +408,300 @@ def normalize_job(j: dict) -> dict:
         raise RPCError("Job ID must be set", 400)
     if not j.get("TaskGroups"):
         raise RPCError("Missing job task groups", 400)
+    errs = job_errors(j)
+    if errs:
+        raise RPCError(_multierror([e for e in errs]), 500)
+    job_update = j.get("Update") or {}
     for g in j["TaskGroups"]:
         g.setdefault("Count", 1)
-        for t in g.get("Tasks") or []:
-            if t.get("Driver") not in ("raw_exec", "exec"):
-                raise RPCError(f"Task {t.get('Name')}: driver {t.get('Driver')!r} is not available in the sandbox (use raw_exec)", 400)
-            if not (t.get("Config") or {}).get("command"):
-                raise RPCError(f"Task {t.get('Name')}: missing required field 'command' in config", 400)
+        if j["Type"] == "service":
+            # as Job.Canonicalize: the job's update block over the defaults, the group's over that
+            g["Update"] = {**DEFAULT_UPDATE, **{k: v for k, v in job_update.items() if v is not None},
+                           **{k: v for k, v in (g.get("Update") or {}).items() if v is not None}}
     tmpl = sample("nomad", "GET /v1/node/:node_id/allocations")[0]["Job"]
     return fill(j, tmpl, "Job", ".Job")
+
+
+DEFAULT_UPDATE = {"Stagger": 30 * 10**9, "MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": 10 * 10**9,
+                  "HealthyDeadline": 300 * 10**9, "ProgressDeadline": 600 * 10**9, "AutoRevert": False,
+                  "AutoPromote": False, "Canary": 0}
+DRIVERS = ("raw_exec", "exec")
+
+
+def job_errors(j: dict) -> list[str]:
+    """Validation errors of a job, worded like Job.Validate; features the stand-in does not run are errors too."""
+    errs = []
+    if j.get("Type", "service") not in ("service",):
+        errs.append(f"job type {j.get('Type')!r}: only service jobs are implemented by the sandbox stand-in")
+    for g in j.get("TaskGroups") or []:
+        gerrs = []
+        if int(g.get("Count", 1)) < 0:
+            gerrs.append("Task group count can't be negative")
+        upd = {**(j.get("Update") or {}), **(g.get("Update") or {})}
+        if upd.get("Canary"):
+            gerrs.append("update.canary: canary deployments are not implemented by the sandbox stand-in")
+        if upd.get("AutoRevert"):
+            gerrs.append("update.auto_revert: automatic reverts are not implemented by the sandbox stand-in")
+        if not g.get("Tasks"):
+            gerrs.append("Missing tasks for task group")
+        for t in g.get("Tasks") or []:
+            terrs = []
+            if t.get("Driver") not in DRIVERS:
+                terrs.append(f"driver {t.get('Driver')!r} is not implemented by the sandbox stand-in (raw_exec, exec)")
+            elif not (t.get("Config") or {}).get("command"):
+                terrs.append("missing required field 'command' in config")
+            if terrs:
+                gerrs.append(f"Task {t.get('Name')} validation failed: " + _multierror(terrs))
+        if gerrs:
+            errs.append(f"Task group {g.get('Name')} validation failed: " + _multierror(gerrs))
+    return errs
+
+
+def _multierror(errs: list[str]) -> str:
+    """hashicorp/go-multierror's text."""
+    return f"{len(errs)} error(s) occurred:\n\n" + "\n".join(f"* {e}" for e in errs)
+
+
+# ---------------------------------------------------------------- scheduler
+
+DEFAULT_SCHEDULER_CONFIG = {"SchedulerAlgorithm": "binpack", "MemoryOversubscriptionEnabled": False,
+                            "RejectJobRegistration": False, "PauseEvalBroker": False,
+                            "PreemptionConfig": {"SystemSchedulerEnabled": True, "SysBatchSchedulerEnabled": False,
+                                                 "BatchSchedulerEnabled": False, "ServiceSchedulerEnabled": False}}
+
+
+def new_eval(job: dict, triggered_by: str, status: str = "pending", previous: str = "", node_id: str = "") -> dict:
+    now = _now_ns()
+    return {"ID": str(uuid.uuid4()), "Namespace": job.get("Namespace", "default"), "Priority": job.get("Priority", 50),
+            "Type": job.get("Type", "service"), "TriggeredBy": triggered_by, "JobID": job.get("ID", ""),
+            "JobModifyIndex": job.get("JobModifyIndex", 0), "NodeID": node_id, "NodeModifyIndex": 0, "DeploymentID": "",
+            "Status": status, "StatusDescription": "", "Wait": 0, "WaitUntil": None, "NextEval": "",
+            "PreviousEval": previous, "BlockedEval": "", "RelatedEvals": None, "FailedTGAllocs": None,
+            "ClassEligibility": None, "EscapedComputedClass": False, "AnnotatePlan": False, "QueuedAllocations": {},
+            "SnapshotIndex": 0, "CreateIndex": 0, "ModifyIndex": 0, "CreateTime": now, "ModifyTime": now}
+
+
+class Plan:
+    def __init__(self):
+        self.place: list[dict] = []
+        self.stop: list[dict] = []
+        self.inplace: list[dict] = []
+        self.deployments: list[dict] = []
+        self.deployment_id = ""
+        self.queued: dict[str, int] = {}
+        self.failed: dict[str, dict] = {}
+        self.desired: dict[str, dict] = {}
+        self.reason = "node-update"
+
+
+def _group_spec(job: dict, name: str) -> str:
+    g = next((g for g in job.get("TaskGroups") or [] if g["Name"] == name), {})
+    return json.dumps({k: v for k, v in g.items() if k not in ("Count", "Update")}, sort_keys=True)
+
+
+def _node_drivers_ok(node: dict, group: dict) -> bool:
+    drivers = node.get("Drivers") or {}
+    return all((drivers.get(t.get("Driver")) or {}).get("Detected") and (drivers.get(t.get("Driver")) or {}).get("Healthy")
+               for t in group.get("Tasks") or [])
+
+
+def plan_job(st: dict, job: dict | None, algorithm: str, job_id: str) -> Plan:
+    """The reconciler and placement of one service job: what to stop, update in place and place, the
+    deployment's progress, and what could not be placed (shared by the scheduler and the plan endpoint)."""
+    plan = Plan()
+    jallocs = [a for a in st["allocs"].values() if a["JobID"] == job_id]
+    if job is None:  # purged: whatever still runs is stopped
+        plan.reason = "job-deregister"
+        plan.stop = [dict(a, DesiredStatus="stop", DesiredDescription="alloc not needed as job is stopped")
+                     for a in jallocs if a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL]
+        return plan
+    now = time.time()
+    deps = sorted((d for d in st["deployments"].values() if d["JobID"] == job_id), key=lambda d: d["CreateIndex"])
+    current = next((d for d in reversed(deps) if d["JobVersion"] == job["Version"]), None)
+    uses_deploy = job.get("Type") == "service" and not job.get("Stop") and \
+        any((g.get("Update") or {}).get("MaxParallel", 0) > 0 for g in job["TaskGroups"])
+    for d in deps:
+        if d["Status"] in ("running", "paused") and (current is None or d["ID"] != current["ID"]):
+            plan.deployments.append(dict(d, Status="cancelled", StatusDescription="Cancelled due to newer version of job"))
+    nodes_all = st["nodes"]
+    for g in job["TaskGroups"]:
+        gname = g["Name"]
+        upd = g.get("Update") or {}
+        desired = {"Ignore": 0, "Place": 0, "Migrate": 0, "Stop": 0, "InPlaceUpdate": 0, "DestructiveUpdate": 0,
+                   "Canary": 0, "Preemptions": 0}
+        plan.desired[gname] = desired
+        live = [a for a in jallocs if a["TaskGroup"] == gname and a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL]
+        want = 0 if job.get("Stop") else g["Count"]
+        # migrations: allocations on draining nodes, or stopped through the API (DesiredTransition.Migrate)
+        for a in list(live):
+            n = nodes_all.get(a["NodeID"]) or {}
+            if n.get("DrainStrategy") or (a.get("DesiredTransition") or {}).get("Migrate"):
+                plan.stop.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc is being migrated",
+                                      DesiredTransition={"Migrate": True}))
+                plan.reason = "node-drain" if n.get("DrainStrategy") else "alloc-stop"
+                desired["Migrate"] += 1
+                live.remove(a)
+        # too many: stop the highest indexes
+        if len(live) > want:
+            for a in sorted(live, key=lambda a: a["Name"], reverse=True)[: len(live) - want]:
+                plan.stop.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc not needed due to job update"))
+                desired["Stop"] += 1
+                live.remove(a)
+            plan.reason = "job-register"
+        # a new job version: unchanged groups are updated in place, changed ones replaced (max_parallel at a time)
+        outdated = [a for a in live if (a.get("Job") or {}).get("Version") != job["Version"]]
+        destructive = []
+        for a in outdated:
+            if _group_spec(a.get("Job") or {}, gname) == _group_spec(job, gname):
+                plan.inplace.append(dict(a, Job=job, DeploymentID=current["ID"] if current else a.get("DeploymentID", "")))
+                desired["InPlaceUpdate"] += 1
+            else:
+                destructive.append(a)
+        mine = [a for a in jallocs if current and a.get("DeploymentID") == current["ID"] and a["TaskGroup"] == gname]
+        in_flight = sum(1 for a in mine if a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL
+                        and (a.get("DeploymentStatus") or {}).get("Healthy") is not True)
+        if destructive:
+            if current is not None and current["Status"] in ("failed", "cancelled"):
+                allowed = 0  # a failed deployment stops the rollout
+            elif upd.get("MaxParallel", 0) > 0:
+                allowed = max(0, upd["MaxParallel"] - in_flight)
+            else:
+                allowed = len(destructive)
+            for a in sorted(destructive, key=lambda a: a["Name"])[:allowed]:
+                plan.stop.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc is being updated due to job update"))
+                desired["DestructiveUpdate"] += 1
+                live.remove(a)
+            plan.reason = "deployment-watcher" if current else "job-register"
+        desired["Ignore"] = len(live) - desired["InPlaceUpdate"]
+        # placements
+        missing = want - len(live)
+        recent_fail = [a for a in jallocs if a["TaskGroup"] == gname and a["ClientStatus"] == "failed"
+                       and _now_ns() - a["ModifyTime"] < 5e9]
+        if missing > 0 and recent_fail:
+            plan.queued[gname] = missing  # a failed allocation is rescheduled after a delay
+            plan.reason = "alloc-failure"
+            continue
+        if missing <= 0:
+            plan.queued[gname] = 0
+            continue
+        cons = (job.get("Constraints") or []) + (g.get("Constraints") or [])
+        distinct = any(c.get("Operand") == "distinct_hosts" and c.get("RTarget", "true") == "true" for c in cons)
+        pool = [n for n in nodes_all.values() if n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible"
+                and not n.get("DrainStrategy") and any(fnmatch.fnmatch(n["Datacenter"], d) for d in job["Datacenters"])
+                and job.get("NodePool") in ("all", n.get("NodePool", "default"))]
+        nodes = [n for n in pool if node_satisfies(n, cons) and _node_drivers_ok(n, g)]
+        used = {a["Name"] for a in live}
+        load = {n["ID"]: sum(1 for a in st["allocs"].values() if a["NodeID"] == n["ID"] and a["DesiredStatus"] == "run"
+                             and a["ClientStatus"] not in TERMINAL) for n in nodes}
+        jload = {n["ID"]: sum(1 for a in live if a["NodeID"] == n["ID"]) for n in nodes}
+        prev = {a["Name"]: a for a in jallocs if a["DesiredStatus"] != "run" or a["ClientStatus"] in TERMINAL}
+        prev.update({a["Name"]: a for a in plan.stop if a["TaskGroup"] == gname})
+        placed = 0
+        for i in range(want * 2):
+            if placed >= missing:
+                break
+            name = f"{job['ID']}.{gname}[{i}]"
+            if name in used:
+                continue
+            cands = [n for n in nodes if not distinct or jload[n["ID"]] == 0]
+            if not cands:
+                break
+            # job anti-affinity first, then binpack (fullest node) or spread (emptiest node)
+            node = min(cands, key=lambda n: (jload[n["ID"]], -load[n["ID"]] if algorithm == "binpack" else load[n["ID"]], n["ID"]))
+            jload[node["ID"]] += 1
+            load[node["ID"]] += 1
+            p = prev.get(name)
+            a = _new_alloc(job, g, node, name, p)
+            if uses_deploy and current is None:
+                current = new_deployment(job)
+                plan.deployments.append(current)
+            if current is not None and current["Status"] == "running":
+                a["DeploymentID"] = current["ID"]
+            plan.place.append(a)
+            used.add(name)
+            placed += 1
+            if p and not p.get("NextAllocation"):
+                stopped = next((x for x in plan.stop if x["ID"] == p["ID"]), None)
+                if stopped is not None:
+                    stopped["NextAllocation"] = a["ID"]
+                else:
+                    plan.stop.append(dict(p, NextAllocation=a["ID"]))
+        if placed < missing:
+            plan.failed[gname] = {"NodesEvaluated": len(pool), "NodesFiltered": len(pool) - len(nodes), "NodesInPool": len(pool),
+                                  "NodesAvailable": {dc: sum(1 for n in pool if n["Datacenter"] == dc) for dc in job["Datacenters"]},
+                                  "ClassFiltered": None, "ConstraintFiltered": {"constraints or drivers": len(pool) - len(nodes)} if len(pool) > len(nodes) else None,
+                                  "NodesExhausted": 0, "ClassExhausted": None, "DimensionExhausted": {"distinct_hosts": 1} if distinct else None,
+                                  "QuotaExhausted": None, "ResourcesExhausted": None, "Scores": None, "ScoreMetaData": None,
+                                  "AllocationTime": 1000, "CoalescedFailures": missing - placed - 1}
+        plan.queued[gname] = missing - placed
+        desired["Place"] = max(0, placed - desired["DestructiveUpdate"] - desired["Migrate"])
+    if plan.place and plan.reason == "node-update" and any(not a.get("PreviousAllocation") for a in plan.place):
+        plan.reason = "job-register"
+    if current is not None:
+        plan.deployment_id = current["ID"]
+        d = _deployment_progress(current, job, jallocs + plan.place, now)
+        if d is not None and not any(x["ID"] == d["ID"] for x in plan.deployments):
+            plan.deployments.append(d)
+        elif d is not None:
+            plan.deployments = [d if x["ID"] == d["ID"] else x for x in plan.deployments]
+    return plan
+
+
+def new_deployment(job: dict) -> dict:
+    groups = {}
+    for g in job["TaskGroups"]:
+        u = g.get("Update") or {}
+        groups[g["Name"]] = {"AutoRevert": bool(u.get("AutoRevert")), "AutoPromote": bool(u.get("AutoPromote")),
+                             "Promoted": False, "PlacedCanaries": None, "DesiredCanaries": 0, "DesiredTotal": g["Count"],
+                             "PlacedAllocs": 0, "HealthyAllocs": 0, "UnhealthyAllocs": 0,
+                             "ProgressDeadline": u.get("ProgressDeadline", 0),
+                             "RequireProgressBy": _rfc3339(time.time() + u.get("ProgressDeadline", 0) / 1e9)}
+    return {"ID": str(uuid.uuid4()), "Namespace": job.get("Namespace", "default"), "JobID": job["ID"],
+            "JobVersion": job["Version"], "JobModifyIndex": job["JobModifyIndex"], "JobSpecModifyIndex": job["JobModifyIndex"],
+            "JobCreateIndex": job["CreateIndex"], "IsMultiregion": False, "TaskGroups": groups, "Status": "running",
+            "StatusDescription": "Deployment is running", "EvalPriority": job.get("Priority", 50), "CreateIndex": 0,
+            "ModifyIndex": 0}
+
+
+def _deployment_progress(d: dict, job: dict, allocs: list[dict], now: float) -> dict | None:
+    """Counts of a running deployment from its allocations; successful / failed as the deployment watcher decides."""
+    if d["Status"] != "running":
+        return None
+    out = json.loads(json.dumps(d))
+    all_done = True
+    for gname, tg in out["TaskGroups"].items():
+        mine = [a for a in allocs if a.get("DeploymentID") == d["ID"] and a["TaskGroup"] == gname]
+        healthy = sum(1 for a in mine if (a.get("DeploymentStatus") or {}).get("Healthy") is True)
+        unhealthy = sum(1 for a in mine if (a.get("DeploymentStatus") or {}).get("Healthy") is False)
+        if healthy > tg["HealthyAllocs"]:
+            tg["RequireProgressBy"] = _rfc3339(now + tg["ProgressDeadline"] / 1e9)
+        tg["PlacedAllocs"], tg["HealthyAllocs"], tg["UnhealthyAllocs"] = len(mine), healthy, unhealthy
+        if unhealthy:
+            out["Status"], out["StatusDescription"] = "failed", "Failed due to unhealthy allocations"
+        elif tg["ProgressDeadline"] and now > _parse_rfc3339(tg["RequireProgressBy"]) and healthy < tg["DesiredTotal"]:
+            out["Status"], out["StatusDescription"] = "failed", "Failed due to progress deadline"
+        live_old = [a for a in allocs if a["JobID"] == job["ID"] and a["TaskGroup"] == gname and a["DesiredStatus"] == "run"
+                    and a["ClientStatus"] not in TERMINAL and (a.get("Job") or {}).get("Version") != job["Version"]]
+        if healthy < tg["DesiredTotal"] or live_old:
+            all_done = False
+    if out["Status"] == "running" and all_done:
+        out["Status"], out["StatusDescription"] = "successful", "Deployment completed successfully"
+    return out if out != d else None
+
+
+def _new_alloc(job, g, node, name, prev):
+    aid = str(uuid.uuid4())
+    return {"ID": aid, "EvalID": "", "Name": name, "Namespace": job.get("Namespace", "default"),
+            "NodeID": node["ID"], "NodeName": node["Name"], "JobID": job["ID"], "Job": job, "TaskGroup": g["Name"],
+            "DesiredStatus": "run", "DesiredDescription": "", "DesiredTransition": {"Migrate": None},
+            "ClientStatus": "pending", "ClientDescription": "", "TaskStates": {},
+            "PreviousAllocation": prev["ID"] if prev else "", "NextAllocation": "",
+            "RescheduleTracker": {"Events": [{"PrevAllocID": prev["ID"], "PrevNodeID": prev["NodeID"],
+                                              "RescheduleTime": _now_ns(), "Delay": 0}]} if prev else None,
+            "DeploymentID": "", "DeploymentStatus": None, "FollowupEvalID": "",
+            "CreateTime": _now_ns(), "ModifyTime": _now_ns(),
+            "Metrics": {"NodesEvaluated": 1, "NodesFiltered": 0, "NodesInPool": 1, "NodesAvailable": {node["Datacenter"]: 1},
+                        "NodesExhausted": 0, "AllocationTime": 1000, "CoalescedFailures": 0, "Scores": {}}}
 
 
 # ---------------------------------------------------------------- agent
@@ -314,6 +735,7 @@ class NomadAgent(BaseAgent):
         self.heartbeat_grace = dur(self.srv_cfg.get("heartbeat_grace"), "10s")
         self.min_ttl = dur(self.srv_cfg.get("min_heartbeat_ttl"), "10s")
         self.hb_seen: dict[str, float] = {}
+        self.metrics = Metrics()
         self.client_node_id = None
         self.client = None
         if self.is_client:
@@ -353,11 +775,14 @@ class NomadAgent(BaseAgent):
             entries = (sj.get("retry_join") or []) + (self.srv_cfg.get("retry_join") or []) + (sj.get("start_join") or []) + (self.srv_cfg.get("start_join") or [])
             self.start_retry_join(entries, dur(sj.get("retry_interval") or self.srv_cfg.get("retry_interval"), "30s"),
                                   sj.get("retry_max", self.srv_cfg.get("retry_max", 0)), 4648, lambda a: self.serf.join(a)[0])
-        self.servers_http.append(serve(self.addrs["http"], self.ports["http"], self.http_router, self.log))
+        self.serve_http(self.addrs["http"], self.ports["http"])
         self.log("INFO", f"http: Starting HTTP server: address={self.addrs['http']}:{self.ports['http']}")
         if self.is_client:
             self.client = NomadClient(self)
             self.client.start()
+        from .nomad_consul import ConsulRegistration
+        self.consul = ConsulRegistration(self)
+        self.consul.start()
 
     def ready(self):
         sd_notify("READY=1")
@@ -365,6 +790,8 @@ class NomadAgent(BaseAgent):
     def shutdown(self):
         if self.client:
             self.client.stop()
+        if getattr(self, "consul", None):
+            self.consul.stop()
         super().shutdown()
 
     def leave(self):
@@ -395,24 +822,25 @@ class NomadAgent(BaseAgent):
             return
         self.log("INFO", "nomad: cluster leadership acquired")
         now = time.monotonic()
-        self.hb_seen = {nid: now for nid in self.raft.read()["nodes"]}
+        self.hb_seen = {nid: now for nid in self.raft.snapshot()[0]["nodes"]}
         self.while_leader(self._leader_tick, 0.3, "nomad: leader loop", catch_all=True)
 
     def _ttl(self):
         return self.min_ttl
 
     def _leader_tick(self):
-        st = self.raft.read()
+        st, _ = self.raft.snapshot()
         now = time.monotonic()
+        self._init_configs(st)
         # heartbeats
         for nid, n in st["nodes"].items():
             seen = self.hb_seen.setdefault(nid, now)
             if n["Status"] == "ready" and now - seen > self._ttl() + self.heartbeat_grace:
                 self.log("WARN", f"nomad.heartbeat: node TTL expired: node_id={nid}")
                 self.raft.apply({"op": "node_status", "node_id": nid, "status": "down"})
-        st = self.raft.read()
-        updates = []
+        st, _ = self.raft.snapshot()
         # lost allocations on down nodes
+        updates = []
         for a in st["allocs"].values():
             n = st["nodes"].get(a["NodeID"])
             if a["ClientStatus"] not in TERMINAL and (n is None or n["Status"] == "down"):
@@ -423,91 +851,81 @@ class NomadAgent(BaseAgent):
             self.raft.apply({"op": "alloc_upsert", "allocs": updates})
             self.raft.apply({"op": "alloc_client_update", "updates": [{"ID": a["ID"], "ClientStatus": "lost",
                                                                        "ClientDescription": "alloc is lost since its node is down"} for a in updates]})
-            st = self.raft.read()
-        # drains
+            st, _ = self.raft.snapshot()
+        # drains complete when the node runs nothing more (or the deadline passed)
         for nid, n in st["nodes"].items():
             ds = n.get("DrainStrategy")
             if not ds:
                 continue
             mine = [a for a in st["allocs"].values() if a["NodeID"] == nid and a["ClientStatus"] not in TERMINAL]
-            marks = []
-            for a in mine:
-                if a["DesiredStatus"] == "run":
-                    marks.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc is being migrated",
-                                      DesiredTransition={"Migrate": True}))
-            if marks:
-                self.raft.apply({"op": "alloc_upsert", "allocs": marks})
             deadline_passed = ds.get("Deadline", 0) > 0 and time.time() > _parse_rfc3339(ds.get("ForceDeadline"))
             if not mine or deadline_passed:
                 self.raft.apply({"op": "drain_complete", "node_id": nid})
-        self._schedule(self.raft.read())
+        st, _ = self.raft.snapshot()
+        sched = st.get("scheduler") or {}
+        pending = sorted((e for e in st["evals"].values() if e["Status"] == "pending"), key=lambda e: e["CreateIndex"])
+        if sched.get("PauseEvalBroker"):
+            pending = []
+        done = set()
+        for ev in pending:
+            job = st["jobs"].get(ev["JobID"])
+            self._run_plan(st, job, ev, ev["JobID"])
+            done.add(ev["JobID"])
+            st, _ = self.raft.snapshot()
+        live_jobs = {a["JobID"] for a in st["allocs"].values() if a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL}
+        for jid in sorted(set(st["jobs"]) | live_jobs):
+            if jid not in done:
+                self._run_plan(st, st["jobs"].get(jid), None, jid)
+                st, _ = self.raft.snapshot()
 
-    def _schedule(self, st):
-        new, stops = [], []
-        for job in st["jobs"].values():
-            jallocs = [a for a in st["allocs"].values() if a["JobID"] == job["ID"]]
-            for g in job["TaskGroups"]:
-                live = [a for a in jallocs if a["TaskGroup"] == g["Name"] and a["DesiredStatus"] == "run"
-                        and a["ClientStatus"] not in TERMINAL]
-                want = 0 if job.get("Stop") else g["Count"]
-                if len(live) > want:
-                    for a in sorted(live, key=lambda a: a["Name"], reverse=True)[: len(live) - want]:
-                        stops.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc not needed due to job update"))
-                    continue
-                if len(live) == want:
-                    continue
-                # recently failed allocations are replaced after a short delay
-                recent_fail = [a for a in jallocs if a["TaskGroup"] == g["Name"] and a["ClientStatus"] == "failed"
-                               and _now_ns() - a["ModifyTime"] < 5e9]
-                if recent_fail:
-                    continue
-                cons = (job.get("Constraints") or []) + (g.get("Constraints") or [])
-                distinct = any(c.get("Operand") == "distinct_hosts" and c.get("RTarget", "true") == "true" for c in cons)
-                nodes = [n for n in st["nodes"].values() if n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible"
-                         and not n.get("DrainStrategy") and any(fnmatch.fnmatch(n["Datacenter"], d) for d in job["Datacenters"])
-                         and (job.get("NodePool") in ("all", n.get("NodePool", "default"))) and node_satisfies(n, cons)]
-                if not nodes:
-                    continue
-                used = {i for i in range(want) if any(a["Name"] == f"{job['ID']}.{g['Name']}[{i}]" for a in live)}
-                load = {n["ID"]: sum(1 for a in st["allocs"].values() if a["NodeID"] == n["ID"] and a["DesiredStatus"] == "run"
-                                      and a["ClientStatus"] not in TERMINAL) for n in nodes}
-                jload = {n["ID"]: sum(1 for a in live if a["NodeID"] == n["ID"]) for n in nodes}
-                prev = {a["Name"]: a for a in jallocs if a["DesiredStatus"] != "run" or a["ClientStatus"] in TERMINAL}
-                for i in range(want):
-                    if i in used or len(live) >= want:
-                        continue
-                    cands = [n for n in nodes if not distinct or jload[n["ID"]] == 0]
-                    if not cands:
-                        break
-                    node = min(cands, key=lambda n: (jload[n["ID"]], load[n["ID"]], n["ID"]))
-                    jload[node["ID"]] += 1
-                    load[node["ID"]] += 1
-                    name = f"{job['ID']}.{g['Name']}[{i}]"
-                    p = prev.get(name)
-                    a = self._new_alloc(job, g, node, name, p)
-                    new.append(a)
-                    live.append(a)
-                    if p and not p.get("NextAllocation"):
-                        stops.append(dict(p, NextAllocation=a["ID"]))
-        if new or stops:
-            self.raft.apply({"op": "alloc_upsert", "allocs": stops + new})
-            for a in new:
-                self.log("INFO", f"nomad: placed allocation: alloc_id={a['ID']} node_id={a['NodeID']} name={a['Name']}")
+    def _init_configs(self, st):
+        """The first leader writes the scheduler and autopilot configurations (from the agent configuration)."""
+        if st.get("scheduler") is None:
+            self.raft.apply({"op": "scheduler_set", "config": dict(DEFAULT_SCHEDULER_CONFIG)})
+        if st.get("autopilot") is None:
+            ap = self.cfg.get("autopilot") or {}
+            self.raft.apply({"op": "autopilot_set", "config": {
+                "CleanupDeadServers": bool(ap.get("cleanup_dead_servers", True)),
+                "LastContactThreshold": format_duration(dur(ap.get("last_contact_threshold"), "200ms")),
+                "MaxTrailingLogs": int(ap.get("max_trailing_logs", 250)), "MinQuorum": int(ap.get("min_quorum", 0)),
+                "ServerStabilizationTime": format_duration(dur(ap.get("server_stabilization_time"), "10s")),
+                "EnableRedundancyZones": False, "DisableUpgradeMigration": False, "EnableCustomUpgrades": False}})
+        ap = st.get("autopilot")
+        if ap:  # the operator's autopilot configuration drives raft's autopilot
+            r = self.raft
+            r.cleanup_dead, r.max_trailing, r.min_quorum = ap["CleanupDeadServers"], ap["MaxTrailingLogs"], ap["MinQuorum"]
+            r.stabilization = parse_duration(ap["ServerStabilizationTime"])
+            r.lct = max(parse_duration(ap["LastContactThreshold"]), 3 * r.hb)
 
-    def _new_alloc(self, job, g, node, name, prev):
-        aid = str(uuid.uuid4())
-        a = {"ID": aid, "EvalID": str(uuid.uuid4()), "Name": name, "Namespace": job.get("Namespace", "default"),
-             "NodeID": node["ID"], "NodeName": node["Name"], "JobID": job["ID"], "Job": job, "TaskGroup": g["Name"],
-             "DesiredStatus": "run", "DesiredDescription": "", "DesiredTransition": {"Migrate": None},
-             "ClientStatus": "pending", "ClientDescription": "", "TaskStates": {},
-             "PreviousAllocation": prev["ID"] if prev else "", "NextAllocation": "",
-             "RescheduleTracker": {"Events": [{"PrevAllocID": prev["ID"], "PrevNodeID": prev["NodeID"],
-                                               "RescheduleTime": _now_ns(), "Delay": 0}]} if prev else None,
-             "DeploymentID": "", "DeploymentStatus": {"Healthy": True, "ModifyIndex": 0}, "FollowupEvalID": "",
-             "CreateTime": _now_ns(), "ModifyTime": _now_ns(),
-             "Metrics": {"NodesEvaluated": 1, "NodesFiltered": 0, "NodesInPool": 1, "NodesAvailable": {node["Datacenter"]: 1},
-                         "NodesExhausted": 0, "AllocationTime": 1000, "CoalescedFailures": 0, "Scores": {}}}
-        return a
+    def _run_plan(self, st, job, ev, jid):
+        """Schedule one job (for its evaluation, or to keep it reconciled) and write the result in one raft entry."""
+        plan = plan_job(st, job, (st.get("scheduler") or {}).get("SchedulerAlgorithm", "binpack"), jid)
+        evals = []
+        blocked = next((e for e in st["evals"].values() if e["JobID"] == jid and e["Status"] == "blocked"), None)
+        changes = plan.place or plan.stop or plan.inplace or plan.deployments
+        if ev is None and (plan.place or plan.stop):
+            ev = new_eval(job or {"ID": jid}, plan.reason, status="pending")
+        if ev is not None:
+            ev = dict(ev, Status="complete", QueuedAllocations=plan.queued, FailedTGAllocs=plan.failed or None,
+                      DeploymentID=plan.deployment_id or "")
+            if plan.failed and blocked is None:
+                blocked = new_eval(job, "queued-allocs", status="blocked", previous=ev["ID"])
+                ev["BlockedEval"] = blocked["ID"]
+                evals.append(blocked)
+            evals.append(ev)
+        if blocked is not None and not plan.failed and not any(b["ID"] == blocked["ID"] for b in evals):
+            evals.append(dict(blocked, Status="complete", StatusDescription="evaluation unblocked"))
+        if not (changes or evals):
+            return
+        for a in plan.place:
+            a["EvalID"] = ev["ID"] if ev else a.get("EvalID", "")
+        self.raft.apply({"op": "plan", "allocs": plan.stop + plan.inplace + plan.place, "evals": evals,
+                         "deployments": plan.deployments})
+        for d in plan.deployments:
+            if d["Status"] == "successful" and job:
+                self.raft.apply({"op": "job_stable", "job_id": jid, "version": d["JobVersion"], "stable": True})
+        for a in plan.place:
+            self.log("INFO", f"nomad: placed allocation: alloc_id={a['ID']} node_id={a['NodeID']} name={a['Name']}")
 
     # ------------------------------------------------------------ server RPCs
     def rpc_Status_Members(self, a):
@@ -527,8 +945,6 @@ class NomadAgent(BaseAgent):
             return self.raft.transfer_leadership(target)
         return super().rpc_Operator_TransferLeader(a)
 
-    def rpc_State_Read(self, a):
-        return self.raft.read()
 
     def rpc_Node_Register(self, a):
         node = a["node"]
@@ -540,7 +956,7 @@ class NomadAgent(BaseAgent):
 
     def rpc_Node_UpdateStatus(self, a):
         nid = a["node_id"]
-        st = self.raft.read()
+        st, _ = self.raft.snapshot()
         if nid not in st["nodes"]:
             raise RPCError("node not found", 404)
         self.hb_seen[nid] = time.monotonic()
@@ -549,7 +965,7 @@ class NomadAgent(BaseAgent):
         return {"HeartbeatTTL": self._ttl(), "Servers": self.known_servers()}
 
     def rpc_Node_GetClientAllocs(self, a):
-        st = self.raft.read()
+        st, _ = self.raft.snapshot()
         return [x for x in st["allocs"].values() if x["NodeID"] == a["node_id"]]
 
     def rpc_Node_UpdateAlloc(self, a):
@@ -599,16 +1015,21 @@ class NomadClient:
         a = self.agent
         http = a.adv["http"]
         host = http.rsplit(":", 1)[0]
+        raw_exec = bool((((a.cfg.get("plugin") or {}).get("raw_exec") or {}).get("config") or {}).get("enabled"))
+        drivers = {"exec": {"Attributes": {"driver.exec": "true"}, "Detected": True, "HealthDescription": "Healthy",
+                            "Healthy": True, "UpdateTime": _rfc3339()}}
+        if raw_exec:  # disabled unless plugin "raw_exec" { config { enabled = true } }, as in Nomad
+            drivers["raw_exec"] = {"Attributes": {"driver.raw_exec": "true"}, "Detected": True,
+                                   "HealthDescription": "Healthy", "Healthy": True, "UpdateTime": _rfc3339()}
         n = {"ID": self.id, "SecretID": "", "Name": a.name, "Datacenter": a.dc, "NodeClass": a.cli_cfg.get("node_class", ""),
              "NodePool": a.cli_cfg.get("node_pool", "default"), "HTTPAddr": http, "TLSEnabled": False,
              "Status": "ready", "StatusDescription": "", "SchedulingEligibility": "eligible", "Drain": False,
              "DrainStrategy": None, "LastDrain": None, "Meta": a.cli_cfg.get("meta") or {},
              "Attributes": {"kernel.name": "linux", "os.name": "debian", "cpu.arch": "amd64", "nomad.version": a.version,
-                            "nomad.revision": a.revision, "driver.raw_exec": "1", "unique.hostname": os.uname().nodename,
+                            "nomad.revision": a.revision, "unique.hostname": os.uname().nodename,
                             "unique.network.ip-address": host, "unique.advertise.address": http,
-                            "cpu.numcores": str(os.cpu_count())},
-             "Drivers": {"raw_exec": {"Attributes": {"driver.raw_exec": "true"}, "Detected": True,
-                                      "HealthDescription": "Healthy", "Healthy": True, "UpdateTime": _rfc3339()}},
+                            "cpu.numcores": str(os.cpu_count()), **{f"driver.{d}": "1" for d in drivers}},
+             "Drivers": drivers,
              "Links": {}, "ComputedClass": "v1:" + str(abs(hash(a.cli_cfg.get("node_class", ""))) % 10**18),
              "Version": a.version, "Address": host}
         return fill(n, sample("nomad", "GET /v1/node/:node_id"))
@@ -631,6 +1052,9 @@ class NomadClient:
                 out += [x if ":" in x else f"{x}:4647" for x in autojoin.resolve(e)]
             except autojoin.DiscoverError as ex:
                 self.agent.log("WARN", f"client: discover failed: {ex}")
+        consul = getattr(self.agent, "consul", None)
+        if not self.entries and consul is not None:  # consul.client_auto_join: servers from the Consul catalog
+            out += consul.discover("rpc")
         self._disc_cache, self._disc_at = out, now
         return out
 
@@ -717,6 +1141,12 @@ class NomadClient:
                     updates.append({"ID": aid, "ClientStatus": want, "ClientDescription": {
                         "running": "Tasks are running", "complete": "All tasks have completed",
                         "failed": "Failed tasks"}.get(want, ""), "TaskStates": self._task_states(a, r)})
+                health = self._health(a, r)
+                if health is not None:
+                    if updates and updates[-1]["ID"] == aid:
+                        updates[-1]["DeploymentStatus"] = health
+                    else:
+                        updates.append({"ID": aid, "DeploymentStatus": health})
             known = {a["ID"] for a in allocs}
             for aid in [x for x in self.running if x not in known]:
                 r = self.running.pop(aid)
@@ -725,6 +1155,21 @@ class NomadClient:
             self._save()
         if updates:
             self._rpc("Node.UpdateAlloc", {"updates": updates})
+
+    def _health(self, a, r):
+        """The allocation health a deployment waits for: healthy once its tasks ran for min_healthy_time,
+        unhealthy if they failed first or healthy_deadline passed (health_check = "task_states")."""
+        if not a.get("DeploymentID") or (a.get("DeploymentStatus") or {}).get("Healthy") is not None or r is None:
+            return None
+        g = next((g for g in (a.get("Job") or {}).get("TaskGroups", []) if g.get("Name") == a["TaskGroup"]), {})
+        upd = g.get("Update") or {}
+        ran = time.time() - r.get("started_ts", time.time())
+        if r["status"] == "failed" or (r["status"] == "running" and ran > upd.get("HealthyDeadline", 300e9) / 1e9
+                                        and ran < upd.get("MinHealthyTime", 10e9) / 1e9):
+            return {"Healthy": False, "Timestamp": _rfc3339(), "Canary": False}
+        if r["status"] == "running" and ran >= upd.get("MinHealthyTime", 10e9) / 1e9:
+            return {"Healthy": True, "Timestamp": _rfc3339(), "Canary": False}
+        return None
 
     def _stop_alloc(self, aid, r):
         """Stop every task of an allocation (SIGTERM, SIGKILL after kill_timeout) without blocking heartbeats."""
@@ -761,7 +1206,8 @@ class NomadClient:
         group = next((g for g in job.get("TaskGroups", []) if g["Name"] == a["TaskGroup"]), None) or {}
         adir = self.dir / a["ID"]
         (adir / "logs").mkdir(parents=True, exist_ok=True)
-        r = {"pid": 0, "pids": {}, "status": "running", "started": _rfc3339(), "kill_timeout": 5.0, "exit_codes": {}}
+        r = {"pid": 0, "pids": {}, "status": "running", "started": _rfc3339(), "started_ts": time.time(), "kill_timeout": 5.0,
+             "exit_codes": {}}
         for task in group.get("Tasks") or []:
             name = task.get("Name", "task")
             cfg = task.get("Config") or {}
@@ -864,577 +1310,4 @@ def _parse_rfc3339(s):
     return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-# ---------------------------------------------------------------- HTTP API
-
-def _stub_node(n):
-    keys = list(sample("nomad", "GET /v1/nodes")[0].keys())
-    out = {k: n.get(k) for k in keys}
-    out["Address"] = n.get("Address") or n.get("HTTPAddr", "").rsplit(":", 1)[0]
-    out["Version"] = n.get("Version", "")
-    out["Drivers"] = n.get("Drivers") or {}
-    out["Attributes"] = {"os.name": "debian", "nomad.version": n.get("Version", "")}
-    return fill(out, sample("nomad", "GET /v1/nodes")[0])
-
-
-def _stub_alloc(a):
-    keys = list(sample("nomad", "GET /v1/job/:job_id/allocations")[0].keys())
-    out = {k: a.get(k) for k in keys}
-    out["NodeName"] = a.get("NodeName", "")
-    out["JobVersion"] = (a.get("Job") or {}).get("Version", 0)
-    out["TaskStates"] = a.get("TaskStates") or {}
-    return fill(out, sample("nomad", "GET /v1/job/:job_id/allocations")[0])
-
-
-def _full_alloc(a):
-    return fill(json.loads(json.dumps(a)), sample("nomad", "GET /v1/node/:node_id/allocations")[0])
-
-
-def _job_summary(job, allocs):
-    summ = {}
-    for g in job["TaskGroups"]:
-        s = {"Queued": 0, "Complete": 0, "Failed": 0, "Running": 0, "Starting": 0, "Lost": 0, "Unknown": 0}
-        ga = [a for a in allocs if a["TaskGroup"] == g["Name"]]
-        for a in ga:
-            k = {"running": "Running", "pending": "Starting", "complete": "Complete", "failed": "Failed", "lost": "Lost"}.get(a["ClientStatus"])
-            if k:
-                s[k] += 1
-        live = sum(1 for a in ga if a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL)
-        if not job.get("Stop"):
-            s["Queued"] = max(0, g["Count"] - live)
-        summ[g["Name"]] = s
-    return {"JobID": job["ID"], "Namespace": job.get("Namespace", "default"), "Summary": summ,
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0}, "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"]}
-
-
-def _job_status(job, allocs):
-    if job.get("Stop"):
-        return "dead"
-    if any(a["ClientStatus"] in ("running", "pending") and a["DesiredStatus"] == "run" for a in allocs):
-        return "running"
-    return "pending"
-
-
-def _prefix_one(items: dict, ident: str, what="node"):
-    if ident in items:
-        return items[ident]
-    m = [v for k, v in items.items() if k.startswith(ident)]
-    if len(m) == 1:
-        return m[0]
-    if not m:
-        raise RPCError(f"{what} not found", 404)
-    raise RPCError(f"Prefix matched multiple {what}s", 400)
-
-
-def _http_not_found(self):
-    return Response(raw=b"Invalid URL\n", status=404, ctype="text/plain")
-
-
-def _route(self, method, p, q, body):
-    data = json.loads(body) if body and body[:1] in (b"{", b"[") else {}
-    common = self.common_route(p, q)
-    if common is not None:
-        return common
-    if p == "/agent/health":
-        out = {}
-        if self.is_server:
-            lid, _ = self.raft.leader()
-            out["server"] = {"ok": True, "message": "ok"}
-        if self.is_client:
-            ok = self.client.registered
-            out["client"] = {"ok": ok, "message": "ok" if ok else "not registered with a server"}
-        bad = any(not v["ok"] for v in out.values())
-        return Response(out, status=500 if bad else 200)
-    if p == "/regions":
-        return Response([self.region])
-    if p == "/agent/servers":
-        return Response(self.known_servers())
-    if p == "/agent/members":
-        members = self.rpc("Status.Members")
-        return Response({"ServerName": self.name, "ServerRegion": self.region, "ServerDC": self.dc,
-                         "Members": [self.member_json(m) for m in members]})
-    if p == "/agent/join":
-        addrs = [a if ":" in a else f"{a}:4648" for a in (q.get("address") or "").split(",") if a]
-        if not self.serf:
-            raise RPCError("agent is not a server", 400)
-        n, errs = self.serf.join(addrs)
-        return Response({"num_joined": n, "error": "; ".join(errs)})
-    if p == "/agent/leave" or p == "/agent/force-leave":
-        self.leave()
-        self.stopping.set()
-        return Response(None)
-    if p == "/nodes":
-        st = self.rpc("State.Read", stale="stale" in q)
-        nodes = [_stub_node(n) for n in st["nodes"].values()]
-        if q.get("prefix"):
-            nodes = [n for n in nodes if n["ID"].startswith(q["prefix"])]
-        return Response(sorted(nodes, key=lambda n: n["ID"]), headers=self.index_headers())
-    m = re.match(r"^/node/([^/]+)(/(drain|eligibility|allocations))?$", p)
-    if m:
-        st = self.rpc("State.Read")
-        n = _prefix_one(st["nodes"], m.group(1))
-        nid = n["ID"]
-        sub = m.group(3)
-        if sub is None:
-            return Response(fill(json.loads(json.dumps(n)), sample("nomad", "GET /v1/node/:node_id")), headers=self.index_headers())
-        if sub == "allocations":
-            return Response([_full_alloc(a) for a in st["allocs"].values() if a["NodeID"] == nid], headers=self.index_headers())
-        if method not in ("POST", "PUT"):
-            raise RPCError("Invalid method", 405)
-        if sub == "drain":
-            spec = data.get("DrainSpec")
-            idx = self.apply({"op": "node_drain", "node_id": nid, "drain": spec, "mark_eligible": data.get("MarkEligible", False),
-                              "meta": data.get("Meta")})
-            return Response({"EvalCreateIndex": 0, "EvalIDs": None, "Index": idx, "NodeModifyIndex": idx})
-        elig = data.get("Eligibility")
-        if elig not in ("eligible", "ineligible"):
-            raise RPCError(f"invalid scheduling eligibility {elig!r}", 400)
-        idx = self.apply({"op": "node_eligibility", "node_id": nid, "eligibility": elig})
-        return Response({"EvalCreateIndex": 0, "EvalIDs": None, "Index": idx, "NodeModifyIndex": idx})
-    if p == "/jobs":
-        if method in ("POST", "PUT"):
-            job = normalize_job(data.get("Job") or {})
-            idx = self.apply({"op": "job_register", "job": job})
-            return Response({"EvalID": str(uuid.uuid4()), "EvalCreateIndex": idx, "JobModifyIndex": idx, "Warnings": "",
-                             "Index": idx, "LastContact": 0, "KnownLeader": True})
-        st = self.rpc("State.Read", stale="stale" in q)
-        out = []
-        for j in sorted(st["jobs"].values(), key=lambda j: j["ID"]):
-            allocs = [a for a in st["allocs"].values() if a["JobID"] == j["ID"]]
-            out.append({"ID": j["ID"], "ParentID": "", "Name": j["Name"], "Type": j["Type"], "Priority": j["Priority"],
-                        "Status": _job_status(j, allocs), "StatusDescription": "", "Datacenters": j["Datacenters"],
-                        "Namespace": j.get("Namespace", "default"), "NodePool": j.get("NodePool", "default"), "Stop": j["Stop"],
-                        "JobSummary": _job_summary(j, allocs), "CreateIndex": j["CreateIndex"], "ModifyIndex": j["ModifyIndex"],
-                        "JobModifyIndex": j["JobModifyIndex"], "SubmitTime": j["SubmitTime"], "Version": j["Version"]})
-        return Response(out, headers=self.index_headers())
-    m = re.match(r"^/job/([^/]+)(/(allocations|summary))?$", p)
-    if m:
-        jid = m.group(1)
-        if m.group(3) is None and method in ("POST", "PUT"):
-            job = normalize_job(data.get("Job") or {})
-            idx = self.apply({"op": "job_register", "job": job})
-            return Response({"EvalID": str(uuid.uuid4()), "EvalCreateIndex": idx, "JobModifyIndex": idx, "Warnings": "",
-                             "Index": idx, "LastContact": 0, "KnownLeader": True})
-        if m.group(3) is None and method == "DELETE":
-            idx = self.apply({"op": "job_deregister", "job_id": jid, "purge": q.get("purge") in ("true", "")})
-            return Response({"EvalID": str(uuid.uuid4()), "EvalCreateIndex": idx, "JobModifyIndex": idx, "Index": idx})
-        st = self.rpc("State.Read")
-        j = st["jobs"].get(jid)
-        if j is None:
-            return Response(raw=b"job not found\n", status=404, ctype="text/plain")
-        allocs = [a for a in st["allocs"].values() if a["JobID"] == jid]
-        if m.group(3) == "allocations":
-            return Response([_stub_alloc(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])], headers=self.index_headers())
-        if m.group(3) == "summary":
-            return Response(_job_summary(j, allocs))
-        return Response(dict(j, Status=_job_status(j, allocs)), headers=self.index_headers())
-    if p == "/operator/raft/transfer-leadership":
-        if method not in ("PUT", "POST"):
-            raise RPCError("Invalid method", 405)
-        self.rpc("Operator.TransferLeader", {"id": q.get("id", ""), "address": q.get("address", "")})
-        return Response(None)
-    if p == "/operator/snapshot":
-        from .consul import _snapshot_bytes
-        snap = self.rpc("Snapshot.Save")
-        return Response(raw=_snapshot_bytes(snap), ctype="application/octet-stream", headers={"X-Nomad-Index": str(snap["index"])})
-    return Response(raw=b"Invalid URL\n", status=404, ctype="text/plain")
-
-
-def _agent_self(self):
-    c = self.cfg
-    cfgj = sample("nomad", "GET /v1/agent/self")["config"]
-    sj = (self.srv_cfg.get("server_join") or {})
-    cfgj.update({
-        "Addresses": {"HTTP": self.addrs["http"], "RPC": self.addrs["rpc"], "Serf": self.addrs["serf"]},
-        "AdvertiseAddrs": {"HTTP": self.adv["http"], "RPC": self.adv["rpc"], "Serf": self.adv["serf"]},
-        "BindAddr": self.bind, "DataDir": str(self.data_dir), "Datacenter": self.dc, "DevMode": self.dev,
-        "LeaveOnInt": bool(c.get("leave_on_interrupt")), "LeaveOnTerm": bool(c.get("leave_on_terminate")),
-        "LogLevel": str(c.get("log_level", "INFO")).upper(), "NodeName": self.name, "Region": self.region,
-        "Ports": {"HTTP": self.ports["http"], "RPC": self.ports["rpc"], "Serf": self.ports["serf"]},
-        "Revision": self.revision, "Version": self.version,
-        "VersionPrerelease": "", "Files": self.config_paths, "Vault": cfgj["Vault"] | {"Token": "", "Addr": ""},
-    })
-    cfgj["Server"].update({"Enabled": self.is_server, "BootstrapExpect": self.srv_cfg.get("bootstrap_expect", 0),
-                           "DataDir": str(self.data_dir / "server"), "HeartbeatGrace": f"{self.heartbeat_grace:g}s",
-                           "RetryJoin": (sj.get("retry_join") or []) + (self.srv_cfg.get("retry_join") or []),
-                           "RejoinAfterLeave": bool(self.srv_cfg.get("rejoin_after_leave")), "EncryptKey": ""})
-    cfgj["Client"].update({"Enabled": self.is_client, "NodeClass": self.cli_cfg.get("node_class", ""),
-                           "Meta": self.cli_cfg.get("meta") or {}, "Servers": self.cli_cfg.get("servers"),
-                           "NodePool": self.cli_cfg.get("node_pool", "default"), "Options": {}})
-    stats = {"runtime": {"cpu_count": str(os.cpu_count()), "kernel.name": "linux", "arch": "amd64", "version": "go1.22.7",
-                         "max_procs": str(os.cpu_count()), "goroutines": str(threading.active_count())},
-             "nomad": {"server": str(self.is_server).lower()}}
-    member = None
-    if self.is_server:
-        lid, laddr = self.raft.leader()
-        stats["nomad"].update({"leader": str(self.raft.is_leader()).lower(), "leader_addr": laddr or "",
-                               "bootstrap": "false", "known_regions": "1"})
-        stats["raft"] = self.raft.stats()
-        members = self.serf.list()
-        stats["serf"] = {"members": str(len(members)), "failed": str(sum(m["Status"] == "failed" for m in members)),
-                         "left": str(sum(m["Status"] == "left" for m in members)), "encrypted": str(bool(self.srv_cfg.get("encrypt"))).lower(),
-                         "event_time": "1", "event_queue": "0", "member_time": "1", "query_time": "1", "intent_queue": "0",
-                         "query_queue": "0", "health_score": "0"}
-        member = self.member_json(self.serf.local())
-    if self.is_client:
-        stats["client"] = {"node_id": self.client_node_id, "known_servers": ",".join(self.client.servers),
-                           "num_allocations": str(sum(1 for r in self.client.running.values() if r.get("status") == "running")),
-                           "heartbeat_ttl": f"{self.client.ttl:g}s", "last_heartbeat": f"{max(0.0, time.monotonic() - self.client.last_hb):.3f}s"}
-    if member is None:
-        member = {"Name": "", "Addr": None, "Port": 0, "Tags": None, "Status": "", "ProtocolMin": 0, "ProtocolMax": 0,
-                  "ProtocolCur": 0, "DelegateMin": 0, "DelegateMax": 0, "DelegateCur": 0}
-    return {"config": cfgj, "member": member, "stats": stats}
-
-
-NomadAgent.http_not_found = _http_not_found
-NomadAgent._route = _route
-NomadAgent.agent_self = _agent_self
-
-
-# ---------------------------------------------------------------- CLI
-
-_addr, _api = cli_client("address", "NOMAD_ADDR", "http://127.0.0.1:4646")
-_err = cli_err
-_parse = parse_cli_flags
-
-
-def _hint(kind):
-    if os.environ.get("NOMAD_CLI_SHOW_HINTS", "").lower() in ("false", "0"):
-        return
-    print(f"\n\n==> View and manage Nomad {kind} in the Web UI: http://{_addr({})}/ui/{kind}", file=sys.stderr)
-
-
-def _self_node_id(o):
-    s = _api(o, "/agent/self")
-    nid = (s["stats"].get("client") or {}).get("node_id")
-    if not nid:
-        raise RPCError("Only clients can use -self", 1)
-    return nid
-
-
-def _resolve_node(o, ident):
-    if len(ident) < 2:
-        raise RPCError("Identifier must contain at least two characters.", 1)
-    nodes = _api(o, f"/nodes?prefix={ident}")
-    if not nodes:
-        raise RPCError(f'No node(s) with prefix or id "{ident}" found', 1)
-    if len(nodes) > 1 and not any(n["ID"] == ident for n in nodes):
-        raise RPCError(f"Prefix matched multiple nodes\n\n{columnize([['ID', 'Name']] + [[n['ID'][:8], n['Name']] for n in nodes])}", 1)
-    return next((n for n in nodes if n["ID"] == ident), nodes[0])
-
-
-def cli(argv, build) -> int:
-    version = build["version"]
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print("Usage: nomad [-version] [-help] [-autocomplete-(un)install] <command> [args]\n\nCommon commands:\n    run  status  node  job  server  agent  operator  config  version")
-        return 0 if argv else 1
-    cmd, args = argv[0], argv[1:]
-    if cmd in ("version", "-version", "--version", "-v"):
-        print(f"Nomad v{version}\nBuildDate 2024-01-01T00:00:00Z\nRevision {build['revision']}")
-        return 0
-    if cmd == "config" and args[:1] == ["validate"]:
-        paths = args[1:]
-        if not paths:
-            return _err("Must specify at least one config file or directory")
-        _cfg, errs = load_and_check("nomad", paths, for_agent=False)
-        if errs:
-            for e in errs:
-                print(e, file=sys.stderr)
-            return _err("Configuration is invalid")
-        print("Configuration is valid!")
-        return 0
-    if cmd == "agent":
-        o, multi, rest = _parse(args, ("config", "data-dir", "bind", "region", "dc", "node", "servers", "retry-join", "bootstrap-expect"))
-        paths = multi.get("config", [])
-        cfg, errs = load_and_check("nomad", paths, for_agent=True) if paths else ({}, [])
-        if errs:
-            for e in errs:
-                print(f"==> Error loading configuration: {e}", file=sys.stderr)
-            return 1
-        for f, k in {"data-dir": "data_dir", "bind": "bind_addr", "region": "region", "dc": "datacenter", "node": "name"}.items():
-            if f in o:
-                cfg[k] = o[f]
-        if "server" in o:
-            cfg.setdefault("server", {})["enabled"] = True
-        if "client" in o:
-            cfg.setdefault("client", {})["enabled"] = True
-        if "bootstrap-expect" in o:
-            cfg.setdefault("server", {})["bootstrap_expect"] = int(o["bootstrap-expect"])
-        if "dev" in o:
-            cfg.setdefault("server", {}).setdefault("enabled", True)
-            cfg["server"].setdefault("bootstrap_expect", 1)
-            cfg.setdefault("client", {}).setdefault("enabled", True)
-            cfg.setdefault("data_dir", "/tmp/nomad-dev")
-            cfg.setdefault("bind_addr", "127.0.0.1")
-        rerr = nomad_rules(cfg, True)
-        if rerr:
-            for e in rerr:
-                print(f"==> {e}", file=sys.stderr)
-            return 1
-        return NomadAgent(cfg, paths, build, dev="dev" in o).run()
-    if cmd == "operator" and args[:3] == ["gossip", "keyring", "generate"]:
-        print(base64.b64encode(secrets.token_bytes(32)).decode())
-        return 0
-    return run_client_cmd(_client_cmd, cmd, args, ("address", "deadline", "m", "meta", "t", "token", "id", "peer-id",
-                                                   "peer-address"), "Error querying")
-
-
-def _client_cmd(cmd, o, multi, rest) -> int:
-    if cmd == "agent-info":
-        info = _api(o, "/agent/self")
-        if "json" in o:
-            print(json.dumps(info, indent=4))
-            return 0
-        out = []
-        for sec in sorted(info["stats"]):
-            out.append(sec)
-            out += [f"  {k} = {v}" for k, v in sorted(info["stats"][sec].items())]
-        print("\n".join(out))
-        return 0
-    if cmd == "server" and rest[:1] == ["members"]:
-        d = _api(o, "/agent/members")
-        members = d["Members"]
-        if not members:
-            return _err("Agent doesn't know about server members", 0)
-        leaders = {}
-        try:
-            leader = _api(o, "/status/leader")
-        except RPCError:
-            leader = ""
-        verbose = "verbose" in o or "detailed" in o
-        if "json" in o:
-            print(json.dumps(members, indent=4))
-            return 0
-        hdr = (["Name", "Address", "Port", "Status", "Leader", "Protocol", "Raft Version", "Build", "Datacenter", "Region", "Tags"]
-               if verbose else ["Name", "Address", "Port", "Status", "Leader", "Raft Version", "Build", "Datacenter", "Region"])
-        rows = [hdr]
-        for m in sorted(members, key=lambda m: m["Name"]):
-            t = m["Tags"]
-            is_leader = leader == f"{t.get('rpc_addr', m['Addr'])}:{t.get('port')}"
-            leaders[m["Name"]] = is_leader
-            row = [m["Name"], m["Addr"], str(m["Port"]), m["Status"], str(is_leader).lower()]
-            if verbose:
-                row.append(str(m["ProtocolCur"]))
-            row += [t.get("raft_vsn", ""), t.get("build", ""), t.get("dc", ""), t.get("region", "")]
-            if verbose:
-                row.append(",".join(f"{k}={v}" for k, v in t.items()))
-            rows.append(row)
-        print(columnize(rows))
-        _hint("servers")
-        return 0
-    if cmd == "node" and rest[:1] == ["status"]:
-        if len(rest) > 1 or "self" in o:
-            n = _api(o, f"/node/{_self_node_id(o) if 'self' in o else _resolve_node(o, rest[1])['ID']}")
-            allocs = _api(o, f"/node/{n['ID']}/allocations")
-            lines = [["ID", "= " + n["ID"]], ["Name", "= " + n["Name"]], ["Node Pool", "= " + n["NodePool"]],
-                     ["Class", "= " + (n["NodeClass"] or "<none>")], ["DC", "= " + n["Datacenter"]],
-                     ["Drain", "= " + str(n["Drain"]).lower()], ["Eligibility", "= " + n["SchedulingEligibility"]],
-                     ["Status", "= " + n["Status"]], ["Nomad Version", "= " + n["Attributes"].get("nomad.version", "")]]
-            print(columnize(lines))
-            print("\nAllocations")
-            rows = [["ID", "Node ID", "Task Group", "Version", "Desired", "Status", "Created", "Modified"]]
-            for a in allocs:
-                rows.append([a["ID"][:8], a["NodeID"][:8], a["TaskGroup"], str(a["Job"].get("Version", 0)), a["DesiredStatus"],
-                             a["ClientStatus"], "now", "now"])
-            print(columnize(rows) if len(rows) > 1 else "No allocations placed")
-            return 0
-        nodes = _api(o, "/nodes")
-        if "json" in o:
-            print(json.dumps(nodes, indent=4))
-            return 0
-        if not nodes:
-            print("No nodes registered")
-            return 0
-        hdr = ["ID", "Node Pool", "DC", "Name", "Class"]
-        if "os" in o:
-            hdr.append("OS")
-        if "verbose" in o or "allocs" in o:
-            hdr += ["Address", "Version"]
-        hdr += ["Drain", "Eligibility", "Status"]
-        if "allocs" in o:
-            hdr.append("Running Allocs")
-        rows = [hdr]
-        for n in nodes:
-            row = [n["ID"] if "verbose" in o else n["ID"][:8], n["NodePool"], n["Datacenter"], n["Name"], n["NodeClass"] or "<none>"]
-            if "os" in o:
-                row.append(n["Attributes"].get("os.name", ""))
-            if "verbose" in o or "allocs" in o:
-                row += [n["Address"], n["Version"]]
-            row += [str(n["Drain"]).lower(), n["SchedulingEligibility"], n["Status"]]
-            if "allocs" in o:
-                al = _api(o, f"/node/{n['ID']}/allocations")
-                row.append(str(sum(1 for a in al if a["ClientStatus"] == "running")))
-            rows.append(row)
-        print(columnize(rows))
-        _hint("clients")
-        return 0
-    if cmd == "node" and rest[:1] == ["drain"]:
-        en, dis = "enable" in o, "disable" in o
-        if not en and not dis and "monitor" not in o:
-            return _err("Either the '-enable' or '-disable' flag must be set, unless using '-monitor'")
-        if "deadline" in o and ("force" in o or "no-deadline" in o):
-            return _err("-deadline can't be combined with -force or -no-deadline")
-        if "force" in o and "no-deadline" in o:
-            return _err("-force and -no-deadline are mutually exclusive")
-        if dis and ("deadline" in o or "force" in o or "no-deadline" in o or "ignore-system" in o):
-            return _err("-disable can't be combined with flags configuring drain strategy")
-        if "self" in o:
-            nid, exact = _self_node_id(o), True
-        elif len(rest) > 1:
-            n = _resolve_node(o, rest[1])
-            nid, exact = n["ID"], n["ID"] == rest[1]
-        else:
-            return _err("Node ID must be specified if -self isn't being used")
-        if not exact and "yes" not in o:
-            ans = input(f'Are you sure you want to {"enable" if en else "disable"} drain mode for node "{nid}"? [y/N] ').strip()
-            if ans == "" or ans.lower().startswith("n"):
-                print("Canceling drain toggle")
-                return 0
-            if ans != "y":
-                if ans.lower().startswith("y"):
-                    print("For confirmation, an exact ‘y’ is required.")
-                    return 0
-                return _err("No confirmation detected. For confirmation, an exact 'y' is required.")
-        if dis:
-            _api(o, f"/node/{nid}/drain", method="POST", body={"DrainSpec": None, "MarkEligible": "keep-ineligible" not in o})
-            print(f'Node "{nid}" drain strategy unset')
-            return 0
-        deadline = 3600.0
-        if "deadline" in o:
-            deadline = parse_duration(o["deadline"])
-            if deadline <= 0:
-                return _err("A positive drain duration must be given")
-        if "force" in o:
-            deadline = -1
-        if "no-deadline" in o:
-            deadline = 0
-        meta = {"message": o["m"]} if "m" in o else {}
-        _api(o, f"/node/{nid}/drain", method="POST", body={"DrainSpec": {"Deadline": int(deadline * 1e9) if deadline > 0 else int(deadline),
-                                                                       "IgnoreSystemJobs": "ignore-system" in o},
-                                                          "MarkEligible": False, "Meta": meta})
-        if "detach" in o:
-            print(f'Node "{nid}" drain strategy set')
-            return 0
-        ts = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # noqa: E731
-        print(f"{ts()}: Ctrl-C to stop monitoring: will not cancel the node drain", flush=True)
-        print(f'{ts()}: Node "{nid}" drain strategy set', flush=True)
-        seen = {}
-        while True:
-            n = _api(o, f"/node/{nid}")
-            for a in _api(o, f"/node/{nid}/allocations"):
-                prev = seen.get(a["ID"])
-                if a["DesiredTransition"].get("Migrate") and prev is None:
-                    print(f'{ts()}: Alloc "{a["ID"]}" marked for migration', flush=True)
-                    print(f'{ts()}: Alloc "{a["ID"]}" draining', flush=True)
-                if prev is not None and prev != a["ClientStatus"]:
-                    print(f'{ts()}: Alloc "{a["ID"]}" status {prev} -> {a["ClientStatus"]}', flush=True)
-                if a["DesiredTransition"].get("Migrate") or prev is not None:
-                    seen[a["ID"]] = a["ClientStatus"]
-            if not n.get("DrainStrategy"):
-                print(f'{ts()}: All allocations on node "{nid}" have stopped.', flush=True)
-                return 0
-            time.sleep(0.5)
-    if cmd == "node" and rest[:1] == ["eligibility"]:
-        en, dis = "enable" in o, "disable" in o
-        if en == dis:
-            return _err("Either the '-enable' or '-disable' flag must be set")
-        if "self" in o:
-            nid = _self_node_id(o)
-        elif len(rest) > 1:
-            nid = _resolve_node(o, rest[1])["ID"]
-        else:
-            return _err("Node ID must be specified if -self isn't being used")
-        _api(o, f"/node/{nid}/eligibility", method="POST", body={"Eligibility": "eligible" if en else "ineligible", "NodeID": nid})
-        print(f'Node "{nid}" scheduling eligibility set: {"eligible" if en else "ineligible"} for scheduling')
-        return 0
-    if cmd in ("job", "run", "status", "stop") and (cmd != "job" or rest):
-        sub = rest[0] if cmd == "job" else cmd
-        rest = rest[1:] if cmd == "job" else rest
-        if sub == "run":
-            if not rest:
-                return _err("This command takes one argument: <path>")
-            text = sys.stdin.read() if rest[0] == "-" else open(rest[0]).read()
-            try:
-                if rest[0].endswith(".json") or text.lstrip().startswith("{"):
-                    d = json.loads(text)
-                    job = d.get("Job", d)
-                else:
-                    job = job_from_hcl(text)
-            except (ValueError, hcl.HCLError) as e:
-                return _err(f"Error getting job struct: {e}")
-            r = _api(o, "/jobs", method="POST", body={"Job": job})
-            print(f'==> {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}: Monitoring evaluation "{r["EvalID"][:8]}"')
-            print(f'    {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}: Evaluation triggered by job "{job["ID"]}"')
-            if "detach" in o:
-                print(f'Job registration successful\nEvaluation ID: {r["EvalID"]}')
-                return 0
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 30:
-                allocs = _api(o, f"/job/{job['ID']}/allocations")
-                if sum(1 for a in allocs if a["ClientStatus"] == "running") >= sum(g.get("Count", 1) for g in job.get("TaskGroups", [])):
-                    break
-                time.sleep(0.5)
-            print(f'    {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}: Evaluation status changed: "pending" -> "complete"')
-            print(f'==> {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}: Evaluation "{r["EvalID"][:8]}" finished with status "complete"')
-            return 0
-        if sub == "status":
-            if not rest:
-                jobs = _api(o, "/jobs")
-                if not jobs:
-                    print("No running jobs")
-                    return 0
-                rows = [["ID", "Type", "Priority", "Status", "Submit Date"]]
-                for j in jobs:
-                    rows.append([j["ID"], j["Type"], str(j["Priority"]), j["Status"],
-                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(j["SubmitTime"] / 1e9))])
-                print(columnize(rows))
-                return 0
-            try:
-                j = _api(o, f"/job/{rest[0]}")
-            except RPCError as e:
-                if e.status == 404:
-                    return _err(f'No job(s) with prefix or ID "{rest[0]}" found')
-                raise
-            allocs = _api(o, f"/job/{rest[0]}/allocations")
-            summ = _api(o, f"/job/{rest[0]}/summary")["Summary"]
-            print(columnize([["ID", "= " + j["ID"]], ["Name", "= " + j["Name"]], ["Type", "= " + j["Type"]],
-                             ["Priority", "= " + str(j["Priority"])], ["Datacenters", "= " + ",".join(j["Datacenters"])],
-                             ["Namespace", "= " + j["Namespace"]], ["Node Pool", "= " + j["NodePool"]],
-                             ["Status", "= " + j["Status"]], ["Periodic", "= false"], ["Parameterized", "= false"]]))
-            print("\nSummary")
-            rows = [["Task Group", "Queued", "Starting", "Running", "Failed", "Complete", "Lost", "Unknown"]]
-            for g, s in summ.items():
-                rows.append([g] + [str(s[k]) for k in ("Queued", "Starting", "Running", "Failed", "Complete", "Lost", "Unknown")])
-            print(columnize(rows))
-            print("\nAllocations")
-            rows = [["ID", "Node ID", "Task Group", "Version", "Desired", "Status", "Created", "Modified"]]
-            for a in allocs:
-                rows.append([a["ID"][:8], a["NodeID"][:8], a["TaskGroup"], str(a.get("JobVersion", 0)), a["DesiredStatus"],
-                             a["ClientStatus"], "now", "now"])
-            print(columnize(rows) if len(rows) > 1 else "No allocations placed")
-            return 0
-        if sub == "stop":
-            if not rest:
-                return _err("This command takes one argument: <job>")
-            _api(o, f"/job/{rest[0]}" + ("?purge=true" if "purge" in o else ""), method="DELETE")
-            print(f'==> Job "{rest[0]}" stopped')
-            return 0
-    if cmd == "operator" and rest[:2] == ["raft", "list-peers"]:
-        c = _api(o, "/operator/raft/configuration" + ("?stale=true" if "stale" in o else ""))
-        rows = [["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]]
-        for s in c["Servers"]:
-            rows.append([s["Node"], s["ID"], s["Address"], "leader" if s["Leader"] else "follower", str(s["Voter"]).lower(), s.get("RaftProtocol", "3")])
-        print(columnize(rows))
-        return 0
-    if cmd == "operator" and rest[:2] == ["raft", "transfer-leadership"]:
-        q = f"?id={o['peer-id']}" if "peer-id" in o else (f"?address={o['peer-address']}" if "peer-address" in o else "")
-        _api(o, "/operator/raft/transfer-leadership" + q, method="PUT")
-        print("==> Transferred leadership")
-        return 0
-    if cmd == "operator" and rest[:2] == ["snapshot", "save"]:
-        if len(rest) < 3:
-            return _err("This command takes one argument: <filename>")
-        data, _h = _api(o, "/operator/snapshot", raw=True)
-        Path(rest[2]).write_bytes(data)
-        print(f"State file written to {rest[2]}")
-        return 0
-    return _err(f"Unknown command: {' '.join([cmd] + rest)}", 127)
+from . import nomad_http  # noqa: E402,F401 - registers the HTTP API routes on NomadAgent

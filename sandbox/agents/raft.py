@@ -77,6 +77,8 @@ class Raft:
         self.failed_since: dict[str, float] = {}
         self.transfer_until = 0.0
         self.commit_cv = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)  # notified whenever the state machine changes
+        self.commit_index = self.index
         self.leader_since = 0.0
         self.on_leader = []  # callbacks(bool)
 
@@ -280,7 +282,9 @@ class Raft:
             if "state" in req and not stale:
                 # (a lower index from the current term's leader is a reordered, older message: ignore it)
                 self.state, self.index, self.last_term = req["state"], req["index"], req["last_term"]
+                self.changed.notify_all()
                 dirty = True
+            self.commit_index = min(self.index, max(self.commit_index, req.get("commit", 0)))
             if dirty:
                 self._save()
             return {"term": self.term, "success": True, "index": self.index, "last_term": self.last_term}
@@ -316,7 +320,8 @@ class Raft:
     def _append_req(self, pid):
         with self.lock:
             req = {"term": self.term, "leader": self.id, "leader_addr": self.addr, "index": self.index,
-                   "last_term": self.last_term, "config": self.config, "config_index": self.config_index}
+                   "last_term": self.last_term, "config": self.config, "config_index": self.config_index,
+                   "commit": self.commit_index}
             if self.peer_acked.get(pid) != (self.index, self.last_term):
                 req["state"] = self.state
             return json.loads(json.dumps(req))
@@ -354,6 +359,7 @@ class Raft:
                 self.index += 1
                 self.last_term = self.term
                 self._save()
+                self.changed.notify_all()
                 target = (self.index, self.last_term)
                 peers = [(i, c["addr"]) for i, c in self.config.items() if i != self.id]
             for pid, addr in peers:
@@ -363,6 +369,7 @@ class Raft:
                 while True:
                     acks = sum(1 for i in self.voters() if i == self.id or self.peer_acked.get(i) == target)
                     if acks >= self.quorum() and self.role == "leader" and self.term == target[1]:
+                        self.commit_index = max(self.commit_index, target[0])
                         return result
                     if self.role != "leader":
                         raise RPCError("leadership lost while committing log", 500)
@@ -381,6 +388,29 @@ class Raft:
     def read(self):
         with self.lock:
             return copy.deepcopy(self.state)
+
+    def snapshot(self):
+        """The current state machine without a copy: every write replaces the state object, so this one never
+        changes; callers must not modify it."""
+        with self.lock:
+            return self.state, self.index
+
+    def wait_change(self, seen_index: int, timeout: float):
+        """Block until the state machine moves past seen_index (a write applied or replicated here) or timeout."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.index == seen_index and not self.stopped.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.changed.wait(min(left, 1.0))
+
+    def last_contact(self) -> float:
+        """Seconds since this server last heard from the leader (0 on the leader)."""
+        with self.lock:
+            if self.role == "leader" or not self.last_leader_contact:
+                return 0.0
+            return time.monotonic() - self.last_leader_contact
 
     # ------------------------------------------------------------ leadership transfer
     def transfer_leadership(self, target_id: str | None = None):
@@ -531,6 +561,27 @@ class Raft:
                                  "Voter": bool(c["voter"])} for i, c in sorted(self.config.items(), key=lambda x: x[1]["name"])],
                     "Index": self.config_index}
 
+    def remove_peer(self, peer_id: str | None = None, address: str | None = None):
+        """operator raft remove-peer: drop a server from the configuration (by ID or IP:port)."""
+        with self.lock:
+            if self.role != "leader":
+                raise NotLeader()
+            if peer_id:
+                if peer_id not in self.config:
+                    raise RPCError(f'id "{peer_id}" was not found in the Raft configuration', 500)
+                target = peer_id
+            else:
+                target = next((i for i, c in self.config.items() if c["addr"] == address), None)
+                if target is None:
+                    raise RPCError(f'address "{address}" was not found in the Raft configuration', 500)
+            if target == self.id:
+                raise RPCError("cannot remove the current leader: transfer leadership first", 500)
+            c = self.config.pop(target)
+            self.config_index += 1
+            self._save()
+            self.log("INFO", f"agent.server.raft: removed peer: id={target} address={c['addr']}")
+            return True
+
     def remove_self_gracefully(self):
         """On leave as leader: hand leadership over first so the rest keeps quorum."""
         if self.is_leader() and len(self.voters()) > 1:
@@ -543,7 +594,7 @@ class Raft:
         with self.lock:
             lid, laddr = self.leader()
             return {"state": self.role.capitalize(), "term": str(self.term), "last_log_index": str(self.index),
-                    "last_log_term": str(self.last_term), "commit_index": str(self.index), "applied_index": str(self.index),
+                    "last_log_term": str(self.last_term), "commit_index": str(self.commit_index), "applied_index": str(self.index),
                     "num_peers": str(max(0, len(self.voters()) - 1)), "leader_addr": laddr or "",
                     "last_contact": "0" if self.role == "leader" else (format_duration(time.monotonic() - self.last_leader_contact) if self.last_leader_contact else "never"),
                     "latest_configuration_index": str(self.config_index),

@@ -20,14 +20,17 @@ def run_product(product: str, version: str, argv: list[str]) -> int:
 
 def _dispatch(build: dict, argv: list[str]) -> int:
     if build["product"] == "consul":
-        from .consul import cli
+        from .consul_cli import cli
     else:
-        from .nomad import cli
+        from .nomad_cli import cli
     try:
         return cli(argv, build)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - a stand-in bug must read as an error, not as a Python traceback
+        print(f"Error: internal error in the sandbox {build['product']} stand-in: {e!r}", file=sys.stderr)
         return 1
 
 

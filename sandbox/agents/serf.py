@@ -44,6 +44,7 @@ class Serf:
         self.pool = ThreadPoolExecutor(max_workers=16)
         self.on_change = []
         self._round = 0
+        self.pruned: dict[str, int] = {}  # force-leave -prune: name -> incarnation no longer accepted
 
     @staticmethod
     def _entry(name, addr, port, tags, status, inc):
@@ -129,6 +130,28 @@ class Serf:
                 pass
         self.log("INFO", "serf: EventMemberLeave: " + self.name)
 
+    def force_leave(self, name: str, prune: bool = False):
+        """Like serf's RemoveFailedNode(Prune): a failed member becomes left (pruned: forgotten entirely) on
+        every member. An alive member is not touched (it would refute the leave intent), nor is this agent."""
+        with self.lock:
+            m = self.members.get(name)
+            if m is None or name == self.name:
+                return
+            if m["Status"] == "alive":
+                self.log("INFO", f"serf: force-leave of alive member {name} has no effect (it refutes the leave intent)")
+                return
+            m["Status"] = "left"
+            member = dict(m)
+            if prune:
+                self.pruned[name] = m.get("Incarnation", 0)
+                del self.members[name]
+            targets = [x for x in self.members.values() if x["Name"] != self.name and x["Status"] == "alive"]
+        msg = self._envelope(members=False)
+        msg["member"], msg["prune"] = member, prune
+        for t in targets:
+            self.pool.submit(self._send, t, "/serf/leave", msg)
+        self._event(name, "failed", "left")
+
     def stop(self):
         self.stopped.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -148,6 +171,12 @@ class Serf:
         if path == "/serf/leave":
             m = body.get("member") or {}
             self._merge([m])
+            if body.get("prune") and m.get("Name") and m["Name"] != self.name:
+                with self.lock:
+                    cur = self.members.get(m["Name"])
+                    if cur is not None and cur["Status"] != "alive":
+                        self.pruned[m["Name"]] = cur.get("Incarnation", 0)
+                        del self.members[m["Name"]]
             return Response({"ok": True})
         return Response({"error": "not found"}, status=404)
 
@@ -182,6 +211,10 @@ class Serf:
                         self.incarnation = max(self.incarnation, m.get("Incarnation", 0)) + 1
                         self.members[name]["Incarnation"] = self.incarnation
                     continue
+                if name in self.pruned:
+                    if m.get("Incarnation", 0) <= self.pruned[name] or m.get("Status") != "alive":
+                        continue
+                    del self.pruned[name]  # it came back (a new incarnation): a member again
                 cur = self.members.get(name)
                 if cur is None:
                     self.members[name] = dict(m, Tags=dict(m.get("Tags") or {}))

@@ -19,19 +19,30 @@ FREEFORM = {
     "Keys", "PrimaryKeys", "HostVolumes", "HostNetworks", "Links", "Summary", "Options", "ChrootEnv",
     "Config", "Env", "Details", "HTTPAPIResponseHeaders", "RedundancyZones", "ClassFiltered",
     "ClassExhausted", "ConstraintFiltered", "DimensionExhausted", "QuotaExhausted", "stats",
-    "TaggedAddresses", "Stats", "DebugConfig", "ServiceTags",
+    "TaggedAddresses", "Stats", "DebugConfig", "ServiceTags", "QueuedAllocations", "FailedTGAllocs",
+    "DesiredTGUpdates", "ServiceMeta", "NodeMeta", "ServiceTaggedAddresses", "Services", "Definition", "Header",
 }
+
+
+def _data(name: str) -> str:
+    try:
+        import importlib.resources as res
+        return (res.files(__package__) / "data" / name).read_text()
+    except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover
+        from pathlib import Path
+        return (Path(__file__).parent / "data" / name).read_text()
 
 
 @cache
 def samples(product: str) -> dict:
-    try:
-        import importlib.resources as res
-        text = (res.files(__package__) / "data" / f"{product}-api-samples.json").read_text()
-    except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover
-        from pathlib import Path
-        text = (Path(__file__).parent / "data" / f"{product}-api-samples.json").read_text()
-    return json.loads(text)
+    """The reference samples (copied from shared/reference) plus the ones this repo extracted from the API docs
+    (<product>-api-samples-more.json; the source of each in its _source/_meta)."""
+    out = json.loads(_data(f"{product}-api-samples.json"))
+    more = json.loads(_data(f"{product}-api-samples-more.json"))
+    out["_meta"] = dict(out.get("_meta") or {}, **more.pop("_meta"))
+    more.pop("_source", None)
+    out.update(more)
+    return out
 
 
 def sample(product: str, key: str):
@@ -49,7 +60,9 @@ def _data_keyed(s: dict) -> bool:
 _STATS_SECTIONS = {"runtime", "nomad", "raft", "client", "serf", "vault"}
 
 
-def _freeform(path: str, key: str) -> bool:
+def _freeform(path: str, key: str, s=None) -> bool:
+    if key == "TaskGroups":  # a list of groups in a job, a map by group name in a deployment
+        return isinstance(s, dict)
     if key == "Config":
         return "Tasks" in path
     if key in _STATS_SECTIONS:
@@ -76,7 +89,7 @@ def _zero(s):
 def fill(obj, s, key: str = "", path: str = ""):
     """Fill missing struct fields of obj from sample s with zero values (recursively)."""
     if isinstance(obj, dict) and isinstance(s, dict):
-        if _freeform(path, key) or _data_keyed(s):
+        if _freeform(path, key, s) or _data_keyed(s):
             first = next(iter(s.values()), None) if s else None
             if isinstance(first, dict):
                 for k in obj:
@@ -85,13 +98,13 @@ def fill(obj, s, key: str = "", path: str = ""):
         for k, sv in s.items():
             sub = f"{path}.{k}"
             if k not in obj:
-                obj[k] = fill({}, sv, k, sub) if isinstance(sv, dict) and not _freeform(sub, k) else _zero(sv)
+                obj[k] = fill({}, sv, k, sub) if isinstance(sv, dict) and not _freeform(sub, k, sv) else _zero(sv)
             else:
                 fill(obj[k], sv, k, sub)
         return obj
     if isinstance(obj, list) and isinstance(s, list) and s:
         for it in obj:
-            fill(it, s[0], key, path)
+            fill(it, s[0], "", path + "[]")
     return obj
 
 
@@ -120,7 +133,9 @@ def conforms(s, a, path: str = "$", key: str = "", errors: list | None = None) -
         errors.append(f"{path}: expected {_type(s)}, got {_type(a)}")
         return errors
     if isinstance(s, dict):
-        if _freeform(path, key) or _data_keyed(s):
+        if _freeform(path, key, s) or _data_keyed(s):
+            if key == "Config":
+                return errors  # a task driver's config: any keys and values (it belongs to the driver)
             kinds = {_type(v) for v in s.values()}
             first = next(iter(s.values()), None) if s else None
             for k, v in a.items():
@@ -134,5 +149,5 @@ def conforms(s, a, path: str = "$", key: str = "", errors: list | None = None) -
                 conforms(sv, a[k], f"{path}.{k}", k, errors)
     elif isinstance(s, list) and s:
         for i, it in enumerate(a):
-            conforms(s[0], it, f"{path}[{i}]", key, errors)
+            conforms(s[0], it, f"{path}[{i}]", "", errors)
     return errors

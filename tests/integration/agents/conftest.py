@@ -75,6 +75,13 @@ def net():
     return lambda i: f"{base}.{i}"
 
 
+@pytest.fixture(scope="module")
+def module_net():
+    """A loopback block shared by the tests of a module (its shared cluster)."""
+    base = _free_block()
+    return lambda i: f"{base}.{i}"
+
+
 class Agent:
     def __init__(self, exe: Path, args: list[str], workdir: Path, name: str, env: dict | None = None):
         self.exe, self.args, self.workdir, self.name = exe, args, workdir, name
@@ -125,18 +132,20 @@ def kill_allocs(data_dirs):
                         pass
 
 
-@pytest.fixture
-def agents(tmp_path):
-    """Factory: agents(exe, config_text, name, ext='hcl', flag='-config-dir') -> started Agent. Stops all at teardown."""
-    started: list[Agent] = []
-    data_dirs = []
+class AgentPool:
+    """Factory: pool(exe, config_text, name, ext='hcl', product='consul') -> started Agent; close() kills them all
+    (and the Nomad allocations they started)."""
 
-    def make(exe, config: str, name: str, ext: str = "hcl", product: str = "consul", extra=None, env=None, start=True):
-        wd = tmp_path / name
+    def __init__(self, root: Path):
+        self.root, self.started, self.data_dirs = root, [], []
+
+    def __call__(self, exe, config: str, name: str, ext: str = "hcl", product: str = "consul", extra=None, env=None,
+                 start=True):
+        wd = self.root / name
         cd = wd / "config"
         cd.mkdir(parents=True, exist_ok=True)
         (cd / f"agent.{ext}").write_text(config)
-        data_dirs.append(wd / "data")
+        self.data_dirs.append(wd / "data")
         if product == "consul":
             args = ["agent", "-config-dir", str(cd)]
         else:
@@ -144,30 +153,54 @@ def agents(tmp_path):
         a = Agent(exe, args + list(extra or []), wd, name, env)
         if start:
             a.start()
-        started.append(a)
+        self.started.append(a)
         return a
 
-    yield make
-    for a in started:
-        a.stop(signal.SIGKILL)
-    kill_allocs(data_dirs)
+    def close(self):
+        for a in self.started:
+            a.stop(signal.SIGKILL)
+        kill_allocs(self.data_dirs)
 
 
-def http(addr: str, path: str, method: str = "GET", body=None, timeout: float = 5.0):
-    """(status, parsed JSON or text)."""
+@pytest.fixture
+def agents(tmp_path):
+    """Agents of one test (see AgentPool)."""
+    pool = AgentPool(tmp_path)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def module_agents(tmp_path_factory):
+    """Agents shared by the tests of a module (one cluster, booted once)."""
+    pool = AgentPool(tmp_path_factory.mktemp("agents"))
+    yield pool
+    pool.close()
+
+
+def http(addr: str, path: str, method: str = "GET", body=None, timeout: float = 5.0, headers: bool = False):
+    """(status, parsed JSON or text), or (status, body, headers) with headers=True."""
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(f"http://{addr}{path}", data=data, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw, status = r.read(), r.status
+            raw, status, hdrs = r.read(), r.status, dict(r.headers)
     except urllib.error.HTTPError as e:
-        raw, status = e.read(), e.code
+        raw, status, hdrs = e.read(), e.code, dict(e.headers)
     try:
-        return status, json.loads(raw) if raw else None
+        out = json.loads(raw) if raw else None
     except ValueError:
-        return status, raw.decode(errors="replace")
+        out = raw.decode(errors="replace")
+    return (status, out, hdrs) if headers else (status, out)
+
+
+def map_sample(s: dict) -> dict:
+    """A documented response that is a map keyed by ids (agent/services, agent/checks): compare every entry
+    against the sample's first one."""
+    first = next(iter(s.values()))
+    return {"00000000-0000-0000-0000-000000000000": first}
 
 
 def wait_for(fn, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):

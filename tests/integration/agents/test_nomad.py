@@ -35,6 +35,9 @@ server {{
 autopilot {{
   server_stabilization_time = "3s"
 }}
+consul {{
+  address = "{net(250)}:8500"
+}}
 '''
 
 
@@ -52,6 +55,14 @@ client {{
   meta {{
     rack = "r{i}"
   }}
+}}
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
+consul {{
+  address = "{net(250)}:8500"
 }}
 '''
 
@@ -211,6 +222,20 @@ def test_nomad_cluster_jobs_drain_reschedule(nomad, agents, net, api_samples, cl
     for p in old_pids.values():
         wait_for(lambda p=p: not pid_alive(p), 15, what="lost allocation killed after restart")
     assert client_node in (busy, other)
+
+    # --- leadership transfer (the upgrade path): to a chosen voter by id, then by address, without an election wait
+    peers = http(a1, "/v1/operator/raft/configuration")[1]["Servers"]
+    target = next(p for p in peers if not p["Leader"])
+    r = run(nomad, "operator", "raft", "transfer-leadership", f"-peer-id={target['ID']}", env=env)
+    assert r.returncode == 0 and r.stdout.strip() == f'Transferred leadership to peer with id "{target["ID"]}"'
+    wait_for(lambda: http(a1, "/v1/status/leader", timeout=2)[1] == target["Address"], 15, what="leadership on the chosen peer")
+    back = next(p for p in peers if p["Address"] == leader)
+    r = run(nomad, "operator", "raft", "transfer-leadership", f"-peer-address={back['Address']}", env=env)
+    assert r.returncode == 0 and r.stdout.strip() == f'Transferred leadership to peer with address "{back["Address"]}"'
+    wait_for(lambda: http(a1, "/v1/status/leader", timeout=2)[1] == leader, 15, what="leadership back")
+    assert run(nomad, "operator", "raft", "transfer-leadership", env=env).returncode == 1
+    raft = http(a1, "/v1/agent/self")[1]["stats"]["raft"]
+    assert int(raft["commit_index"]) > 0 and int(raft["last_log_index"]) >= int(raft["commit_index"])
 
     # --- leader loss: a new leader, the job is still there
     lead_srv = next(s for s, i in zip(servers, (1, 2, 3), strict=True) if f"{net(i)}:4647" == leader)

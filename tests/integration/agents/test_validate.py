@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
-from .conftest import run
+from .conftest import run, wait_for
 
 GOOD_CONSUL = '''
 datacenter = "dc1"
@@ -131,3 +133,88 @@ def test_consul_validate_temp_file_needs_config_format(consul, tmp_path):
     assert r.returncode == 1 and "-config-format" in r.stderr
     r = run(consul, "validate", "-config-format=hcl", str(f))
     assert r.returncode == 0 and r.stdout.strip() == "Configuration is valid!"
+
+
+UNSUPPORTED_CONSUL = {
+    "tls": 'tls { defaults { ca_file = "/etc/ca.pem" } }\n',
+    "acl": "acl { enabled = true }\n",
+    "ports.https": "ports { https = 8501 }\n",
+    "verify_incoming": "verify_incoming = true\n",
+    "auto_encrypt": "auto_encrypt { tls = true }\n",
+    "ports.dns": "ports { dns = 8600 }\n",
+    "connect.enabled": "connect { enabled = true }\n",
+    "dns_config": "dns_config { allow_stale = true }\n",
+}
+
+
+def test_unsupported_consul_settings_refused_by_validate_and_at_start(consul, tmp_path):
+    """A documented key the stand-in does not implement: `consul validate` says so, the agent refuses to start,
+    both naming the key -- never accepted and silently ignored."""
+    for key, text in UNSUPPORTED_CONSUL.items():
+        f = tmp_path / f"{key}.hcl"
+        f.write_text('data_dir = "/tmp/x"\nserver = true\nbootstrap_expect = 1\n' + text)
+        r = run(consul, "validate", str(f))
+        assert r.returncode == 1, key
+        assert f"{key}: " in r.stderr and "not implemented by the sandbox consul stand-in" in r.stderr, (key, r.stderr)
+    f = tmp_path / "tls.hcl"
+    a = run(consul, "agent", "-config-file", str(f), timeout=20)
+    assert a.returncode == 1 and "tls: not implemented by the sandbox consul stand-in" in a.stderr
+    assert "Traceback" not in a.stderr
+    # the values that switch an unimplemented feature off are implemented
+    f = tmp_path / "off.hcl"
+    f.write_text('data_dir = "/tmp/x"\nports {\n  dns = -1\n  grpc = -1\n  https = -1\n}\nconnect { enabled = false }\n')
+    assert run(consul, "validate", str(f)).returncode == 0
+
+
+def test_unsupported_nomad_settings_refused(nomad, tmp_path):
+    cases = {"tls": "tls { http = true }\n", "acl": "acl { enabled = true }\n", "vault": "vault { enabled = true }\n",
+             "plugin.docker": 'plugin "docker" { config { allow_privileged = true } }\n',
+             "client.host_volume": 'client { host_volume "d" { path = "/d" } }\n'}
+    for key, text in cases.items():
+        f = tmp_path / f"{key}.hcl"
+        f.write_text('data_dir = "/tmp/x"\nserver { enabled = true }\n' + text)
+        r = run(nomad, "config", "validate", str(f))
+        assert r.returncode == 1 and f"{key}: not implemented by the sandbox nomad stand-in" in r.stderr, (key, r.stderr)
+    a = run(nomad, "agent", "-config", str(tmp_path / "tls.hcl"), timeout=20)
+    assert a.returncode == 1 and "tls: not implemented by the sandbox nomad stand-in" in a.stderr
+
+
+def test_http_port_disabled(consul, agents, net):
+    """ports { http = -1 } (the documented HTTPS-only setting) disables the HTTP API instead of crashing."""
+    import socket
+    a = agents(consul, f'data_dir = "data"\nserver = true\nbootstrap_expect = 1\nbind_addr = "{net(1)}"\n'
+                       f'client_addr = "{net(1)}"\nports {{\n  http = -1\n}}\n', "nohttp")
+    wait_for(lambda: "HTTP API disabled (ports.http = -1)" in a.log, 15, what="agent up without HTTP")
+    time.sleep(0.5)
+    assert a.alive() and "Traceback" not in a.log
+    with socket.socket() as s:
+        assert s.connect_ex((net(1), 8500)) != 0
+
+
+def test_what_the_roles_render_is_implemented(consul, nomad, tmp_path):
+    """The collection's templates, rendered for a server and a client, pass the stand-ins' validation: every
+    setting the roles write is implemented, not refused."""
+    import jinja2
+    root = Path(__file__).resolve().parents[3] / "roles"
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters.update(to_json=json.dumps, bool=bool, int=int, string=str)
+    spec = {"cluster": "c", "consul_datacenter": "dc1", "nomad_region": "global", "server_count": 3}
+    common = {"hashistack_spec": spec, "consul_data_dir": "/opt/consul", "consul_log_level": "INFO",
+              "consul_bind_addr": "{{ GetPrivateIP }}", "consul_client_addr": "127.0.0.1", "consul_http_port": 8500,
+              "_consul_join": ["provider=azure resource_group=rg vm_scale_set=s subscription_id=x"],
+              "consul_gossip_encryption": True, "_consul_gossip_key": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+              "consul_autopilot": {"cleanup_dead_servers": True, "last_contact_threshold": "200ms",
+                                   "server_stabilization_time": "10s"}, "consul_ui": True,
+              "nomad_data_dir": "/opt/nomad", "nomad_log_level": "INFO", "nomad_bind_addr": "0.0.0.0",
+              "nomad_advertise_addr": "{{ GetPrivateIP }}", "nomad_http_port": 4646, "hashistack_host_nomad_datacenter": "web",
+              "nomad_gossip_encryption": True, "_nomad_gossip_key": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+              "_nomad_join": ["10.0.0.4"], "nomad_node_class": "web", "nomad_client_meta": {"tier": 1},
+              "nomad_consul": {"address": "127.0.0.1:8500"}}
+    for server in (True, False):
+        v = dict(common, _consul_server=server, _nomad_server=server, _consul_pool="p", _nomad_pool="p")
+        for product, tmpl, cmd in (("consul", "consul/templates/consul.hcl.j2", ["validate"]),
+                                   ("nomad", "nomad/templates/nomad.hcl.j2", ["config", "validate"])):
+            f = tmp_path / f"{product}-{server}.hcl"
+            f.write_text(env.from_string((root / tmpl).read_text()).render(**v))
+            r = run(consul if product == "consul" else nomad, *cmd, str(f))
+            assert r.returncode == 0, (product, server, r.stderr, f.read_text())
