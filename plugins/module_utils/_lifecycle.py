@@ -18,15 +18,17 @@ A module says what its resource is and supplies only its model, body and compari
         required_to_create = ('address_prefixes',)
         immutable = (('location', 'location'),)  # refused on an existing resource when they differ
 
+        client_name = 'network'                  # self.client (client_options() for its keyword arguments)
+
         def read(self):                  # REST dict or None
-            return self.get(self.m.client('network').virtual_networks.get, self.resource_group, self.name)
+            return self.get(self.client.virtual_networks.get, self.resource_group, self.name)
         def to_model(self, rest): ...    # REST -> model (the module's vocabulary), None stays None
         def desired(self): ...           # params -> model; None = not managed
         def compare(self, d, current, desired): ...   # d.compare(...), self.compare_tags(d, desired)
         def put(self, verb, model):      # create and update ('creating'/'updating'); or define create and update
-            return self.lro(verb, lambda: client.virtual_networks.begin_create_or_update(rg, name, body(model)))
+            return self.lro(verb, lambda: self.client.virtual_networks.begin_create_or_update(rg, name, body(model)))
         def delete(self, current):
-            self.lro('deleting', lambda: client.virtual_networks.begin_delete(rg, name))
+            self.lro('deleting', lambda: self.client.virtual_networks.begin_delete(rg, name))
 
     def main():
         VirtualNetwork.main()
@@ -49,6 +51,7 @@ class AzureResource:
 
     noun = 'resource'
     result_key = 'resource'
+    client_name = None
     argument_spec = {}
     module_kwargs = {}
     default_timeout = None
@@ -132,6 +135,15 @@ class AzureResource:
         return d, errors
 
     # ------------------------------------------------------------------ helpers for the above
+
+    def client_options(self):
+        """Keyword arguments for the client (e.g. ``subscription_id``, ``api_version``)."""
+        return {}
+
+    @property
+    def client(self):
+        """The SDK client named by ``client_name`` ('network', 'compute', 'resource', 'authorization')."""
+        return self.m.client(self.client_name, **self.client_options())
 
     def get(self, fn, *args, **kwargs):
         """Read with ``fn(*args)``; REST dict, or None when it does not exist."""

@@ -8,12 +8,15 @@
 ``validate_address_space(address_prefixes, subnets)`` -> list of error strings (empty when valid):
   every prefix is a network address, address space prefixes do not overlap, each subnet lies
   inside one address space prefix, subnets do not overlap, subnet names are unique.
+``require_netaddr(module)`` fails the module when netaddr is missing.
 ``nsg_id(value, subscription, resource_group)`` -> the id of a network security group given by id or name.
 """
 
 from __future__ import annotations
 
 import traceback
+
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.hashistack.azure.plugins.module_utils._ids import resource_id
 
@@ -24,6 +27,11 @@ try:
 except ImportError:
     NETADDR_IMPORT_ERROR = traceback.format_exc()
     HAS_NETADDR = False
+
+
+def require_netaddr(module):
+    if not HAS_NETADDR:
+        module.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
 
 
 def validate_prefix(text, what):

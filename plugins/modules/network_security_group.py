@@ -179,10 +179,9 @@ changes:
   sample: ["rules: ..."]
 '''
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hashistack.azure.plugins.module_utils._diff import values_equal
 from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
-from ansible_collections.hashistack.azure.plugins.module_utils._network import HAS_NETADDR, NETADDR_IMPORT_ERROR, validate_prefix
+from ansible_collections.hashistack.azure.plugins.module_utils._network import require_netaddr, validate_prefix
 
 
 CONSUL_TCP = ['8300-8302', '8500', '8600']
@@ -336,6 +335,7 @@ def rule_changes(have_rules, want_rules):
 
 class NetworkSecurityGroup(AzureResource):
     noun = 'network security group'
+    client_name = 'network'
     result_key = 'network_security_group'
     argument_spec = dict(
         resource_group=dict(type='str', required=True),
@@ -354,13 +354,8 @@ class NetworkSecurityGroup(AzureResource):
     location_from_resource_group = True
     immutable = (('location', 'location'),)
 
-    @property
-    def client(self):
-        return self.m.client('network')
-
     def validate(self):
-        if not HAS_NETADDR:
-            self.m.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
+        require_netaddr(self.m)
         return validate(self.params)[1]
 
     def read(self):

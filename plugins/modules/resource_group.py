@@ -96,6 +96,7 @@ from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_di
 
 class ResourceGroup(AzureResource):
     noun = 'resource group'
+    client_name = 'resource'
     result_key = 'resource_group'
     argument_spec = dict(
         name=dict(type='str', required=True),
@@ -110,10 +111,6 @@ class ResourceGroup(AzureResource):
 
     def describe(self):
         return 'resource group %s' % self.name
-
-    @property
-    def client(self):
-        return self.m.client('resource')
 
     def read(self):
         return self.get(self.client.resource_groups.get, self.name)

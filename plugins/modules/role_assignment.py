@@ -122,6 +122,7 @@ def model_from_rest(rest):
 
 class RoleAssignment(AzureResource):
     noun = 'role assignment'
+    client_name = 'authorization'
     result_key = 'role_assignment'
     argument_spec = dict(
         scope=dict(type='str', required=True),
@@ -137,11 +138,15 @@ class RoleAssignment(AzureResource):
         if not self.scope.lower().startswith('/subscriptions/'):
             module.fail('scope must start with /subscriptions/<id>, got %r' % p['scope'])
         self.principal = p['principal_id']
-        self.client = module.client('authorization', api_version=API_VERSION)
-        self.role_id = self._role_definition_id(module, p['role'])
+        self.m = module   # the role lookup below names the assignment, before the base is set up
+        self.role_id = self._role_definition_id(p['role'])
         super().__init__(module, name=p['name'] or assignment_name(self.scope, role_guid(self.role_id), self.principal))
 
-    def _role_definition_id(self, m, role):
+    def client_options(self):
+        return dict(api_version=API_VERSION)
+
+    def _role_definition_id(self, role):
+        m = self.m
         if role.startswith('/'):
             return role
         if GUID_RE.match(role):

@@ -127,10 +127,9 @@ changes:
   sample: ["address_prefixes: [\"10.10.0.0/16\"] -> [\"10.10.0.0/16\", \"10.20.0.0/16\"]"]
 '''
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
 from ansible_collections.hashistack.azure.plugins.module_utils._network import (
-    HAS_NETADDR, NETADDR_IMPORT_ERROR, nsg_id, validate_address_space, validate_prefix)
+    require_netaddr, nsg_id, validate_address_space, validate_prefix)
 
 
 def subnet_from_rest(rest):
@@ -177,6 +176,7 @@ def body_from_model(model):
 
 class VirtualNetwork(AzureResource):
     noun = 'virtual network'
+    client_name = 'network'
     result_key = 'virtual_network'
     argument_spec = dict(
         resource_group=dict(type='str', required=True),
@@ -196,13 +196,8 @@ class VirtualNetwork(AzureResource):
     required_to_create = ('address_prefixes',)
     immutable = (('location', 'location'),)
 
-    @property
-    def client(self):
-        return self.m.client('network')
-
     def validate(self):
-        if not HAS_NETADDR:
-            self.m.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
+        require_netaddr(self.m)
         return sorted(set(validate_address_space(self.params['address_prefixes'] or [], self.params['subnets'] or [])))
 
     def read(self):

@@ -124,6 +124,7 @@ class Peering(AzureResource):
     """One direction: the peering on ``vnet_id`` towards ``remote_id``."""
 
     noun = 'peering'
+    client_name = 'network'
     immutable = (('remote_virtual_network', 'ci'),)
     immutable_hints = dict(remote_virtual_network='a peering cannot be re-pointed; delete it or choose another name')
 
@@ -132,8 +133,10 @@ class Peering(AzureResource):
         self.vnet_id = vnet_id
         self.remote_id = remote_id
         self.wanted = wanted
-        self.client = module.client('network', subscription_id=self.vnet.get('subscription'))
         super().__init__(module, name=name, resource_group=self.vnet['resource_group'])
+
+    def client_options(self):
+        return dict(subscription_id=self.vnet.get('subscription'))
 
     def describe(self):
         return 'peering %s on virtual network %s' % (self.name, self.vnet['name'])

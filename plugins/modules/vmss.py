@@ -258,6 +258,7 @@ def check_size(m, client, size, location):
 
 class ScaleSet(AzureResource):
     noun = 'scale set'
+    client_name = 'compute'
     result_key = 'vmss'
     argument_spec = dict(
         resource_group=dict(type='str', required=True),
@@ -286,10 +287,6 @@ class ScaleSet(AzureResource):
     manages_tags = True
     location_from_resource_group = True
     required_to_create = ('vm_size', 'capacity', 'image', 'subnet_id', 'ssh_public_keys')
-
-    @property
-    def client(self):
-        return self.m.client('compute')
 
     def validate(self):
         return validate_params(self.params)
