@@ -99,8 +99,9 @@ def run_plugin(arm, env, workdir, cache=False, flush=False):
 def run_fetch_only(arm, env, threads):
     """The plugin's fetch plan alone, in-process (no ansible-inventory start-up or output), like the baseline."""
     from ansible_collections.hashistack.azure.plugins.inventory import vmss
+    from ansible_collections.hashistack.azure.plugins.plugin_utils._session import InventorySession
     os.environ.update(env)
-    session = vmss._SessionAdapter(lambda name: None, [])
+    session = InventorySession(lambda name: None)
     sub = session.default_subscription()
     session.azure_session.credential.get_token(session.azure_session.cloud['credential_scope'])
     fetcher = vmss.Fetcher(session, resource_groups=[RG], tag_filters={'hashistack_cluster': 'bench'},
@@ -119,27 +120,27 @@ def run_fetch_only(arm, env, threads):
 
 def run_baseline(arm, fleet, threads):
     """The per-host way: instance view + NIC GET for every instance (after listing sets and their VMs)."""
-    from ansible_collections.hashistack.azure.plugins.module_utils import _azure
+    from ansible_collections.hashistack.azure.plugins.module_utils import _auth, _sdk
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.network import NetworkManagementClient
-    session = _azure.AzureSession({}, env=fleet.env)
+    session = _auth.AzureSession({}, env=fleet.env)
     compute = session.client(ComputeManagementClient)
     network = session.client(NetworkManagementClient)
     session.credential.get_token(session.cloud['credential_scope'])    # sign in before the clock starts
     mark = log_length(arm)
     cpu0 = time.process_time()
     started = time.monotonic()
-    sets = [_azure.to_dict(s) for s in compute.virtual_machine_scale_sets.list(RG)]
+    sets = [_sdk.to_dict(s) for s in compute.virtual_machine_scale_sets.list(RG)]
     sets = [s for s in sets if (s.get('tags') or {}).get('hashistack_cluster') == 'bench']
 
     def list_vms(scale_set):
-        return [(scale_set['name'], _azure.to_dict(vm)) for vm in compute.virtual_machine_scale_set_vms.list(RG, scale_set['name'])]
+        return [(scale_set['name'], _sdk.to_dict(vm)) for vm in compute.virtual_machine_scale_set_vms.list(RG, scale_set['name'])]
 
     def per_host(item):
         set_name, vm = item
-        view = _azure.to_dict(compute.virtual_machine_scale_set_vms.get_instance_view(RG, set_name, vm['instanceId']))
+        view = _sdk.to_dict(compute.virtual_machine_scale_set_vms.get_instance_view(RG, set_name, vm['instanceId']))
         nic_name = vm['properties']['networkProfile']['networkInterfaces'][0]['id'].rsplit('/', 1)[1]
-        nic = _azure.to_dict(network.network_interfaces.get_virtual_machine_scale_set_network_interface(
+        nic = _sdk.to_dict(network.network_interfaces.get_virtual_machine_scale_set_network_interface(
             RG, set_name, vm['instanceId'], nic_name))
         power = [s['code'] for s in view.get('statuses', []) if s['code'].startswith('PowerState/')]
         private = nic['properties']['ipConfigurations'][0]['properties']['privateIPAddress']

@@ -97,6 +97,48 @@ options:
     default: false
 '''
 
+    # The state option of modules that manage one resource (module_utils/_module.py STATE_ARGSPEC).
+    STATE = r'''
+options:
+  state:
+    description:
+      - Whether the resource should exist.
+      - V(absent) deletes it; a resource that does not exist is left alone (no change).
+    type: str
+    choices: [present, absent]
+    default: present
+'''
+
+    # The wait/timeout options of modules that start long-running operations (module_utils/_module.py wait_argspec).
+    # The default timeout differs per module, so the module states it: "timeout: {default: 600}" under its options.
+    WAIT = r'''
+options:
+  wait:
+    description:
+      - Wait for each long-running operation (create, update, delete or action) to finish before the task returns.
+      - With V(false) the task returns as soon as Azure has accepted the request.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for each long-running operation. When it runs out the task fails and says so;
+        Azure keeps working on the operation and a re-run waits for it again.
+    type: int
+'''
+
+    # The scale-set tag filter of the vmss_info module and the vmss inventory plugin (module_utils/_vmss_readers.py).
+    TAG_FILTER = r'''
+options:
+  tags:
+    description:
+      - Only include scale sets that carry all of these tags (matched on the scale set's own tags).
+      - Tag names match case-insensitively (as Azure treats them); values match exactly, case-sensitively.
+      - A value may be a string, a list of strings (any of them matches), or V(null) (the tag must exist, any value).
+      - "Example: C({hashistack_cluster: prod, hashistack_pool: [web, batch]})."
+    type: dict
+    default: {}
+'''
+
     # Attribute descriptions; modules set the support level.
     ATTRIBUTES = r'''
 attributes:
@@ -109,4 +151,23 @@ attributes:
     support: full
     membership:
       - hashistack.azure.azure
+'''
+
+    # Support levels of the modules that change things: full check mode and diff.
+    FULL_SUPPORT = r'''
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+'''
+
+    # Support levels of *_info modules.
+    INFO_MODULE = r'''
+attributes:
+  check_mode:
+    support: full
+    details: This module never changes anything.
+  diff_mode:
+    support: none
 '''

@@ -21,6 +21,8 @@ description:
     It never makes one call per instance.
   - Independent calls run concurrently (see O(max_workers)), result pages are followed, and throttling
     (HTTP 429, with C(Retry-After)) and transient errors are retried by the collection's shared Azure client code.
+  - Scale sets and instances are read exactly like the M(hashistack.azure.vmss_info) module reads them (the same
+    requests, power states, addresses and tag filter).
   - Authentication is shared with the modules of this collection (the same options, environment variables,
     credential sources and cloud settings).
   - Config file names must end with C(vmss.yml) or C(vmss.yaml).
@@ -61,6 +63,7 @@ requirements:
   - azure-mgmt-core (installed with the azure-mgmt-* packages the collection requires)
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.tag_filter
   - constructed
   - inventory_cache
 options:
@@ -92,14 +95,6 @@ options:
     type: list
     elements: str
     default: []
-  tags:
-    description:
-      - Only include scale sets carrying all of these tags (matched on the scale set's own tags).
-      - The value may be a string (exact match), a list of strings (any of them), or V(null) (the tag must exist,
-        any value). Tag names are matched case-insensitively, values case-sensitively.
-      - "Example: C({hashistack_cluster: prod})."
-    type: dict
-    default: {}
   include_power_states:
     description:
       - Only include instances in one of these power states (for example V(running)). Empty means all.
@@ -198,53 +193,27 @@ use_public_ip: true
 """
 
 import fnmatch
-import hashlib
-import json
-import re
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, urlencode
 
-from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse_resource_id
+from ansible_collections.hashistack.azure.plugins.module_utils._vmss_readers import (
+    index_nics, instance_from_rest, instances_request, members, network_key, network_requests, orchestration_mode,
+    scale_sets_request, tags_match)
+from ansible_collections.hashistack.azure.plugins.plugin_utils._inventory import AzureInventoryBase
+from ansible_collections.hashistack.azure.plugins.plugin_utils._session import Skipped, list_or_skip
 
-
-def load_azure():
-    """Return (azure.core.exceptions, the shared _azure module), imported on first use.
-
-    The Azure SDK and the shared Azure code are only needed to call Azure: an inventory served from the cache
-    imports neither (a large part of a cache hit's time otherwise).
-    """
-    # pylint: disable=import-outside-toplevel
-    try:
-        from azure.core import exceptions as azure_exceptions
-        import azure.mgmt.core  # noqa: F401 pylint: disable=unused-import
-    except ImportError as exc:
-        raise AnsibleParserError('The hashistack.azure.vmss inventory plugin needs the Azure SDK for Python '
-                                 '(azure-identity, azure-mgmt-core; see the collection requirements.txt): %s' % to_native(exc))
-    try:
-        from ansible_collections.hashistack.azure.plugins.module_utils import _azure
-    except ImportError as exc:
-        raise AnsibleParserError('Cannot load the shared Azure code of hashistack.azure: %s' % to_native(exc))
-    return azure_exceptions, _azure
-
-
-CACHE_FORMAT = 1
-
-# ARM API versions of the list operations used (all GET).
-COMPUTE_API_VERSION = '2024-11-01'
-NETWORK_API_VERSION = '2024-05-01'
-VMSS_NETWORK_API_VERSION = '2018-10-01'   # the scale-set NIC / public IP views only exist in this version
-
+# ---------------------------------------------------------------------------------------------- cluster tags
+# The tags the azure_infra role writes on each scale set, and the host variables read from them:
+# tag -> (namespaced host variable, flat host variable for the roles).
 TAG_CLUSTER = 'hashistack_cluster'
 TAG_ROLE = 'hashistack_role'
 TAG_POOL = 'hashistack_pool'
 TAG_CONSUL_DC = 'hashistack_consul_datacenter'
 TAG_NOMAD_REGION = 'hashistack_nomad_region'
 TAG_NOMAD_DC = 'hashistack_nomad_datacenter'
-
-# tag -> (namespaced hostvar, flat hostvar for the roles)
 CLUSTER_TAGS = (
     (TAG_CLUSTER, 'azure_cluster', 'hashistack_cluster'),
     (TAG_ROLE, 'azure_role', 'hashistack_role'),
@@ -254,215 +223,42 @@ CLUSTER_TAGS = (
     (TAG_NOMAD_DC, 'azure_nomad_datacenter', 'nomad_datacenter'),
 )
 
-# 404 error codes meaning "this resource (or its parent) does not exist"
-VANISHED_CODES = ('', 'resourcenotfound', 'notfound', 'resourcegroupnotfound', 'parentresourcenotfound')
 
-HOSTNAME_CHOICES = ('computer_name', 'name', 'vmss_instance', 'instance_id', 'vm_id', 'private_ip', 'public_ip')
+def cluster_hostvars(set_tags, instance_tags):
+    """Host variables from the cluster tags: the scale set's tag, else the instance's own (names case-insensitive).
 
-_ID_RE = re.compile(r'^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/', re.IGNORECASE)
-
-
-# ---------------------------------------------------------------------------
-# Pure helpers working on REST-shaped dicts (what ARM returns on the wire).
-# ---------------------------------------------------------------------------
-
-def _lower(value):
-    return value.lower() if isinstance(value, str) else value
-
-
-def _props(resource):
-    return (resource or {}).get('properties') or {}
-
-
-def parse_resource_id(resource_id):
-    """Return (subscription_id, resource_group) of an ARM id, (None, None) when it is not one."""
-    match = _ID_RE.match(resource_id or '')
-    if not match:
-        return None, None
-    return match.group('sub'), match.group('rg')
-
-
-def orchestration_mode(scale_set):
-    mode = _props(scale_set).get('orchestrationMode') or 'Uniform'
-    return 'Flexible' if mode.lower() == 'flexible' else 'Uniform'
-
-
-def tags_match(tags, wanted):
-    """True when tags (dict) carry every wanted tag; names case-insensitive, values exact, list = any, None = exists."""
-    if not wanted:
-        return True
-    lowered = dict((_lower(k), v) for k, v in (tags or {}).items())
-    for name, value in wanted.items():
-        key = _lower(name)
-        if key not in lowered:
-            return False
-        if value is None:
-            continue
-        accepted = value if isinstance(value, (list, tuple)) else [value]
-        if lowered[key] not in [str(v) for v in accepted]:
-            return False
-    return True
-
-
-def name_matches(name, patterns):
-    if not patterns:
-        return True
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
-def _statuses(instance):
-    view = _props(instance).get('instanceView') or {}
-    return view.get('statuses') or []
-
-
-def power_state(instance):
-    for status in _statuses(instance):
-        code = status.get('code') or ''
-        if code.lower().startswith('powerstate/'):
-            return code.split('/', 1)[1].lower()
-    return 'unknown'
-
-
-def provisioning_state(instance):
-    state = _props(instance).get('provisioningState')
-    if state:
-        return state
-    for status in _statuses(instance):
-        code = status.get('code') or ''
-        if code.lower().startswith('provisioningstate/'):
-            return code.split('/', 1)[1]
-    return None
-
-
-def index_public_ips(public_ips):
-    """Map lower-cased public IP id and lower-cased ip configuration id -> address."""
-    by_id = {}
-    for pip in public_ips or []:
-        address = _props(pip).get('ipAddress')
-        if not address:
-            continue
-        if pip.get('id'):
-            by_id[pip['id'].lower()] = address
-        ip_config = (_props(pip).get('ipConfiguration') or {}).get('id')
-        if ip_config:
-            by_id[ip_config.lower()] = address
-    return by_id
-
-
-def index_nics(nics, public_ips=None):
-    """Map lower-cased VM id -> {'private_ips': [...], 'public_ips': [...], 'nic_ids': [...]} (primary NIC first).
-
-    Also indexes by lower-cased NIC id under the key ('nic', id) so an instance can be matched from its
-    networkProfile when the NIC does not name its VM.
+    Every namespaced variable is set (None when the tag is absent); a flat one only when its tag has a value, so
+    group and role defaults still apply otherwise.
     """
-    public_by_id = index_public_ips(public_ips)
-    index = {}
-    ordered = sorted(nics or [], key=lambda nic: 0 if _props(nic).get('primary') else 1)
-    for nic in ordered:
-        props = _props(nic)
-        private, public = [], []
-        configs = sorted(props.get('ipConfigurations') or [], key=lambda c: 0 if _props(c).get('primary') else 1)
-        for config in configs:
-            cprops = _props(config)
-            if cprops.get('privateIPAddress'):
-                private.append(cprops['privateIPAddress'])
-            pip = cprops.get('publicIPAddress') or {}
-            address = _props(pip).get('ipAddress')
-            if not address and pip.get('id'):
-                address = public_by_id.get(pip['id'].lower())
-            if not address and config.get('id'):
-                address = public_by_id.get(config['id'].lower())
-            if address:
-                public.append(address)
-        entry = {'private_ips': private, 'public_ips': public, 'nic_ids': [nic.get('id')]}
-        keys = []
-        vm_id = (props.get('virtualMachine') or {}).get('id')
-        if vm_id:
-            keys.append(vm_id.lower())
-        if nic.get('id'):
-            keys.append(('nic', nic['id'].lower()))
-        for key in keys:
-            if key in index:
-                index[key]['private_ips'].extend(private)
-                index[key]['public_ips'].extend(public)
-                index[key]['nic_ids'].extend(entry['nic_ids'])
-            else:
-                index[key] = {'private_ips': list(private), 'public_ips': list(public), 'nic_ids': list(entry['nic_ids'])}
-    return index
+    on_set = dict((k.lower(), v) for k, v in (set_tags or {}).items())
+    on_instance = dict((k.lower(), v) for k, v in (instance_tags or {}).items())
+    hostvars = {}
+    for tag, namespaced, flat in CLUSTER_TAGS:
+        value = on_set.get(tag, on_instance.get(tag))
+        hostvars[namespaced] = value
+        if value is not None and value != '':
+            hostvars[flat] = value
+    return hostvars
 
 
-def instance_addresses(instance, nic_index):
-    entry = nic_index.get((instance.get('id') or '').lower())
-    if entry is None:
-        private, public = [], []
-        nic_refs = (_props(instance).get('networkProfile') or {}).get('networkInterfaces') or []
-        for ref in sorted(nic_refs, key=lambda r: 0 if _props(r).get('primary') else 1):
-            found = nic_index.get(('nic', (ref.get('id') or '').lower()))
-            if found:
-                private.extend(found['private_ips'])
-                public.extend(found['public_ips'])
-        return private, public
-    return list(entry['private_ips']), list(entry['public_ips'])
+# ---------------------------------------------------------------------------------------------- host variables
 
+CACHE_FORMAT = 1
 
-def _instance_sort_key(instance):
-    iid = instance.get('instanceId')
-    if iid is not None and str(iid).isdigit():
-        return (0, int(iid), '')
-    return (1, 0, (instance.get('name') or '').lower())
+# instance facts (module_utils/_vmss_readers.py) published as azure_<name>
+HOSTVAR_FACTS = ('id', 'name', 'computer_name', 'instance_id', 'vm_id', 'vmss_name', 'vmss_id', 'orchestration_mode',
+                 'subscription_id', 'resource_group', 'location', 'zone', 'vm_size', 'private_ip', 'private_ips',
+                 'public_ip', 'public_ips', 'power_state', 'provisioning_state', 'tags')
 
 
 def instance_hostvars(scale_set, instance, nic_index, subscription_id=None):
     """Host variables (plain, not yet marked unsafe) for one instance of a scale set."""
-    props = _props(instance)
-    set_props = _props(scale_set)
-    mode = orchestration_mode(scale_set)
-    sub, rg = parse_resource_id(instance.get('id') or scale_set.get('id'))
-    private, public = instance_addresses(instance, nic_index)
-    view = props.get('instanceView') or {}
-    computer_name = (props.get('osProfile') or {}).get('computerName') or view.get('computerName')
-    instance_id = instance.get('instanceId')
-    if instance_id is None:
-        instance_id = instance.get('name')
-    zones = instance.get('zones') or []
-    vm_size = ((instance.get('sku') or {}).get('name') or (props.get('hardwareProfile') or {}).get('vmSize')
-               or (scale_set.get('sku') or {}).get('name')
-               or ((set_props.get('virtualMachineProfile') or {}).get('hardwareProfile') or {}).get('vmSize'))
-    latest = props.get('latestModelApplied') if mode == 'Uniform' else None
-    set_tags = dict(scale_set.get('tags') or {})
-    own_tags = dict(instance.get('tags') or {})
-
-    hostvars = {
-        'azure_id': instance.get('id'),
-        'azure_name': instance.get('name'),
-        'azure_computer_name': computer_name,
-        'azure_instance_id': str(instance_id) if instance_id is not None else None,
-        'azure_vm_id': props.get('vmId'),
-        'azure_vmss_name': scale_set.get('name'),
-        'azure_vmss_id': scale_set.get('id'),
-        'azure_orchestration_mode': mode,
-        'azure_subscription_id': sub or subscription_id,
-        'azure_resource_group': rg,
-        'azure_location': instance.get('location') or scale_set.get('location'),
-        'azure_zone': zones[0] if zones else None,
-        'azure_vm_size': vm_size,
-        'azure_private_ip': private[0] if private else None,
-        'azure_private_ips': private,
-        'azure_public_ip': public[0] if public else None,
-        'azure_public_ips': public,
-        'azure_power_state': power_state(instance),
-        'azure_provisioning_state': provisioning_state(instance),
-        'azure_latest_model': latest,
-        'azure_tags': own_tags,
-        'azure_vmss_tags': set_tags,
-    }
-    lowered_set = dict((k.lower(), v) for k, v in set_tags.items())
-    lowered_own = dict((k.lower(), v) for k, v in own_tags.items())
-    for tag, namespaced, flat in CLUSTER_TAGS:
-        value = lowered_set.get(tag, lowered_own.get(tag))
-        hostvars[namespaced] = value
-        if value is not None and value != '':
-            hostvars[flat] = value
+    facts = instance_from_rest(instance, nic_index, scale_set)
+    hostvars = dict(('azure_' + key, facts[key]) for key in HOSTVAR_FACTS)
+    hostvars['azure_subscription_id'] = facts['subscription_id'] or subscription_id
+    hostvars['azure_latest_model'] = facts['latest_model_applied']
+    hostvars['azure_vmss_tags'] = dict(scale_set.get('tags') or {})
+    hostvars.update(cluster_hostvars(scale_set.get('tags'), instance.get('tags')))
     return hostvars
 
 
@@ -483,25 +279,22 @@ def default_group_names(hostvars):
     return groups
 
 
-def hostname_candidate(choice, hostvars):
-    """Value of a named hostname choice, or None for an unknown choice (a Jinja2 expression)."""
-    if choice == 'computer_name':
-        return hostvars.get('azure_computer_name')
-    if choice == 'name':
+def _vmss_instance(hostvars):
+    if hostvars.get('azure_orchestration_mode') == 'Flexible':
         return hostvars.get('azure_name')
-    if choice == 'vmss_instance':
-        if hostvars.get('azure_orchestration_mode') == 'Flexible':
-            return hostvars.get('azure_name')
-        return '%s_%s' % (hostvars.get('azure_vmss_name'), hostvars.get('azure_instance_id'))
-    if choice == 'instance_id':
-        return hostvars.get('azure_instance_id')
-    if choice == 'vm_id':
-        return hostvars.get('azure_vm_id')
-    if choice == 'private_ip':
-        return hostvars.get('azure_private_ip')
-    if choice == 'public_ip':
-        return hostvars.get('azure_public_ip')
-    return None
+    return '%s_%s' % (hostvars.get('azure_vmss_name'), hostvars.get('azure_instance_id'))
+
+
+# the named entries of the hostnames option (anything else is a Jinja2 expression)
+HOSTNAMES = dict(
+    computer_name=lambda hv: hv.get('azure_computer_name'),
+    name=lambda hv: hv.get('azure_name'),
+    vmss_instance=_vmss_instance,
+    instance_id=lambda hv: hv.get('azure_instance_id'),
+    vm_id=lambda hv: hv.get('azure_vm_id'),
+    private_ip=lambda hv: hv.get('azure_private_ip'),
+    public_ip=lambda hv: hv.get('azure_public_ip'),
+)
 
 
 def iter_instances(raw):
@@ -513,51 +306,31 @@ def iter_instances(raw):
         if key not in indexes:
             net = network.get(key) or {}
             indexes[key] = index_nics(net.get('nics'), net.get('public_ips'))
-        scale_set = entry['scale_set']
-        set_id = (scale_set.get('id') or '').lower()
-        members = []
-        for instance in entry.get('instances') or []:
-            if orchestration_mode(scale_set) == 'Flexible':
-                owner = ((_props(instance).get('virtualMachineScaleSet') or {}).get('id') or '').lower()
-                if owner != set_id:
-                    continue
-            members.append(instance)
-        for instance in sorted(members, key=_instance_sort_key):
-            yield scale_set, instance, indexes[key], entry.get('subscription_id')
+        for instance in members(entry['scale_set'], entry.get('instances') or []):
+            yield entry['scale_set'], instance, indexes[key], entry.get('subscription_id')
 
 
-# ---------------------------------------------------------------------------
-# Fetching
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- fetching
 
-class _Skipped(Exception):
-    """A call whose target vanished (404) or is not readable (403); the caller decides what to do."""
-
-    def __init__(self, status, what, message, code=None):
-        super().__init__(message)
-        self.status = status
-        self.what = what
-        self.code = (code or '').lower()
-
-    @property
-    def vanished(self):
-        """404 because the resource (or its resource group) does not exist (not e.g. an unknown resource type)."""
-        return self.status == 404 and self.code in VANISHED_CODES
+def name_matches(name, patterns):
+    return not patterns or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def _explain(exc, what, session):
-    _azure = load_azure()[1]
-    peek = getattr(session, 'peek_session', None)
-    return _azure.explain_error(exc, what, peek() if peek else None)
+def settled(tasks):
+    """(task, items, error) for each task (a tuple ending in its future), in order; error is a Skipped or AnsibleError."""
+    for task in tasks:
+        try:
+            yield task, task[-1].result(), None
+        except (Skipped, AnsibleError) as exc:
+            yield task, None, exc
 
 
 class Fetcher:
-    """Runs the fetch plan against Azure and returns the raw (JSON-serializable) result.
+    """Runs the fetch plan of module_utils/_vmss_readers.py and returns the raw (JSON-serializable) result.
 
-    ``session`` must provide ``prepare(subscription_id)`` (called once per subscription before the workers start)
-    and ``list_pages(subscription_id, path, params)`` returning every item of an ARM list operation, following
-    ``nextLink``; HTTP errors are raised as azure-core ``HttpResponseError``. ``retry(fn)`` runs ``fn`` under the
-    shared operation-level retry policy (the per-request retries, honouring Retry-After, happen in the pipeline).
+    ``session`` must provide ``prepare(subscription_id)`` (called once per subscription before the workers start),
+    ``list_pages(subscription_id, path, params)`` returning every item of an ARM list operation (HTTP errors raised
+    as azure-core ``HttpResponseError``) and ``retry(fn)`` (the operation-level retry); see plugin_utils/_session.py.
     """
 
     def __init__(self, session, resource_groups=None, scale_set_patterns=None, tag_filters=None,
@@ -571,69 +344,8 @@ class Fetcher:
         self.strict_permissions = strict_permissions
         self.warn = warn or (lambda msg: None)
 
-    # every task below is exactly one (paged) list operation
-    def _list(self, sub, path, params, what):
-        errors, _azure = load_azure()
-
-        def run():
-            return self.session.list_pages(sub, path, params)
-        try:
-            return self.session.retry(run)
-        except errors.ClientAuthenticationError as exc:
-            raise AnsibleError(_explain(exc, what, self.session))
-        except errors.HttpResponseError as exc:
-            status, code, _message = _azure.error_parts(exc)
-            if status in (403, 404):
-                raise _Skipped(status, what, _explain(exc, what, self.session), code)
-            raise AnsibleError(_explain(exc, what, self.session))
-        except errors.AzureError as exc:
-            raise AnsibleError(_explain(exc, what, self.session))
-
-    @staticmethod
-    def _rg_path(sub, rg):
-        return '/subscriptions/%s/resourceGroups/%s/providers' % (quote(sub, safe=''), quote(rg, safe=''))
-
-    def _task_scale_sets(self, sub, rg):
-        if rg is None:
-            return self._list(sub, '/subscriptions/%s/providers/Microsoft.Compute/virtualMachineScaleSets' % quote(sub, safe=''),
-                              {'api-version': COMPUTE_API_VERSION}, 'listing the scale sets of subscription %s' % sub)
-        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachineScaleSets',
-                          {'api-version': COMPUTE_API_VERSION},
-                          'listing the scale sets of resource group %s (subscription %s)' % (rg, sub))
-
-    def _set_path(self, sub, rg, name):
-        return self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachineScaleSets/%s' % quote(name, safe='')
-
-    def _task_uniform_instances(self, sub, rg, name):
-        return self._list(sub, self._set_path(sub, rg, name) + '/virtualMachines',
-                          {'api-version': COMPUTE_API_VERSION, '$expand': 'instanceView'},
-                          'listing the instances of scale set %s (resource group %s)' % (name, rg))
-
-    def _task_flexible_instances(self, sub, rg, name, set_id):
-        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Compute/virtualMachines',
-                          {'api-version': COMPUTE_API_VERSION, '$expand': 'instanceView',
-                           '$filter': "'virtualMachineScaleSet/id' eq '%s'" % set_id},
-                          'listing the VMs of Flexible scale set %s (resource group %s)' % (name, rg))
-
-    def _task_set_nics(self, sub, rg, name):
-        return self._list(sub, self._set_path(sub, rg, name) + '/networkInterfaces',
-                          {'api-version': VMSS_NETWORK_API_VERSION},
-                          'listing the network interfaces of scale set %s (resource group %s)' % (name, rg))
-
-    def _task_set_public_ips(self, sub, rg, name):
-        return self._list(sub, self._set_path(sub, rg, name) + '/publicipaddresses',
-                          {'api-version': VMSS_NETWORK_API_VERSION},
-                          'listing the public IP addresses of scale set %s (resource group %s)' % (name, rg))
-
-    def _task_rg_nics(self, sub, rg):
-        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Network/networkInterfaces',
-                          {'api-version': NETWORK_API_VERSION},
-                          'listing the network interfaces of resource group %s (subscription %s)' % (rg, sub))
-
-    def _task_rg_public_ips(self, sub, rg):
-        return self._list(sub, self._rg_path(sub, rg) + '/Microsoft.Network/publicIPAddresses',
-                          {'api-version': NETWORK_API_VERSION},
-                          'listing the public IP addresses of resource group %s (subscription %s)' % (rg, sub))
+    def _list(self, sub, request):
+        return list_or_skip(self.session, sub, request)
 
     def _forbidden(self, exc):
         if self.strict_permissions:
@@ -652,7 +364,7 @@ class Fetcher:
         for entry in result['scale_sets']:
             if id(entry) in gone:
                 self.warn('Scale set %s (resource group %s) was deleted while the inventory was being listed; skipped.'
-                          % (entry['scale_set'].get('name'), parse_resource_id(entry['scale_set'].get('id'))[1]))
+                          % (entry['scale_set'].get('name'), parse_resource_id(entry['scale_set'].get('id')).get('resource_group')))
                 if entry['network_key'].startswith('vmss:'):
                     result['network'].pop(entry['network_key'], None)
                 continue
@@ -665,27 +377,24 @@ class Fetcher:
         listings = []
         for sub in subscriptions:
             for rg in (self.resource_groups or [None]):
-                listings.append((sub, rg, pool.submit(self._task_scale_sets, sub, rg)))
+                listings.append((sub, rg, pool.submit(self._list, sub, scale_sets_request(sub, rg))))
         readable = set()
         selected = []
-        for sub, rg, future in listings:
-            try:
-                sets = future.result()
-            except _Skipped as exc:
-                if rg is not None and exc.code == 'resourcegroupnotfound':
+        for (sub, rg, _future), sets, error in settled(listings):
+            if isinstance(error, AnsibleError):
+                raise error
+            if error is not None:
+                if rg is not None and error.code == 'resourcegroupnotfound':
                     self.warn('Resource group %s not found in subscription %s; skipped.' % (rg, sub))
                     readable.add(sub)
-                elif exc.status in (403, 404):
+                else:
                     # 403: no permission; 404 SubscriptionNotFound: not visible to this identity
-                    self._forbidden(exc)
+                    self._forbidden(error)
                 continue
             readable.add(sub)
-            for scale_set in sets:
-                if not name_matches(scale_set.get('name') or '', self.scale_set_patterns):
-                    continue
-                if not tags_match(scale_set.get('tags'), self.tag_filters):
-                    continue
-                selected.append((sub, scale_set))
+            selected.extend((sub, scale_set) for scale_set in sets
+                            if name_matches(scale_set.get('name') or '', self.scale_set_patterns)
+                            and tags_match(scale_set.get('tags'), self.tag_filters))
         if subscriptions and not readable:
             raise AnsibleError('None of the subscriptions (%s) could be read. Check that the identity has at least the Reader '
                                'role there and that the subscription ids are right.' % ', '.join(subscriptions))
@@ -700,103 +409,54 @@ class Fetcher:
         seen = set()
         tasks = []
         for sub, scale_set in selected:
-            set_id = scale_set.get('id') or ''
-            if set_id.lower() in seen:
+            set_id = (scale_set.get('id') or '').lower()
+            if set_id in seen:
                 continue
-            seen.add(set_id.lower())
-            rg = parse_resource_id(set_id)[1]
-            name = scale_set.get('name')
-            entry = {'subscription_id': sub, 'scale_set': scale_set, 'instances': []}
-            if orchestration_mode(scale_set) == 'Uniform':
-                entry['network_key'] = key = 'vmss:%s' % set_id.lower()
+            seen.add(set_id)
+            key = network_key(sub, scale_set)
+            entry = {'subscription_id': sub, 'scale_set': scale_set, 'instances': [], 'network_key': key}
+            tasks.append(('instances', entry, pool.submit(self._list, sub, instances_request(sub, scale_set))))
+            if key not in result['network']:
                 result['network'][key] = {'nics': [], 'public_ips': []}
-                tasks.append(('instances', entry, pool.submit(self._task_uniform_instances, sub, rg, name)))
-                tasks.append(('nics', entry, pool.submit(self._task_set_nics, sub, rg, name)))
-                if self.public_ips:
-                    tasks.append(('public_ips', entry, pool.submit(self._task_set_public_ips, sub, rg, name)))
-            else:
-                entry['network_key'] = key = 'rg:%s/%s' % (sub.lower(), rg.lower())
-                tasks.append(('instances', entry, pool.submit(self._task_flexible_instances, sub, rg, name, set_id)))
-                if key not in result['network']:
-                    result['network'][key] = {'nics': [], 'public_ips': []}
-                    tasks.append(('nics', entry, pool.submit(self._task_rg_nics, sub, rg)))
-                    if self.public_ips:
-                        tasks.append(('public_ips', entry, pool.submit(self._task_rg_public_ips, sub, rg)))
+                tasks.extend((kind, entry, pool.submit(self._list, sub, request))
+                             for kind, request in network_requests(sub, scale_set, self.public_ips))
             result['scale_sets'].append(entry)
 
         gone = set()
         failures = []
-        for kind, entry, future in tasks:
-            try:
-                items = future.result()
-            except _Skipped as exc:
-                shared = entry['network_key'].startswith('rg:') and kind != 'instances'
-                if exc.vanished and shared:
+        for (kind, entry, _future), items, error in settled(tasks):
+            if isinstance(error, Skipped) and error.vanished:
+                if orchestration_mode(entry['scale_set']) == 'Flexible' and kind != 'instances':
                     # the resource group of these Flexible scale sets is gone
                     gone.update(id(e) for e in result['scale_sets'] if e['network_key'] == entry['network_key'])
-                elif exc.vanished:
-                    gone.add(id(entry))
-                elif exc.status == 403:
-                    try:
-                        self._forbidden(exc)
-                    except AnsibleError as err:
-                        failures.append(to_native(err))
                 else:
-                    failures.append(to_native(exc))
-                continue
-            except AnsibleError as exc:
-                failures.append(to_native(exc))
-                continue
-            if kind == 'instances':
+                    gone.add(id(entry))
+            elif isinstance(error, Skipped) and error.status == 403:
+                try:
+                    self._forbidden(error)
+                except AnsibleError as err:
+                    failures.append(to_native(err))
+            elif error is not None:
+                failures.append(to_native(error))
+            elif kind == 'instances':
                 entry['instances'] = items
             else:
                 result['network'][entry['network_key']][kind] = items
         if failures:
-            unique = []
-            for failure in failures:
-                if failure not in unique:
-                    unique.append(failure)
+            unique = sorted(set(failures), key=failures.index)
             raise AnsibleError('The scale-set inventory was not built because it would be incomplete: %s' % ' | '.join(unique))
         return gone
 
 
-# ---------------------------------------------------------------------------
-# The plugin
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- the plugin
 
-class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+class InventoryModule(AzureInventoryBase):
 
     NAME = 'hashistack.azure.vmss'
+    INVENTORY_FILE_SUFFIXES = ('vmss.yml', 'vmss.yaml')
+    CACHE_FORMAT = CACHE_FORMAT
 
-    def verify_file(self, path):
-        if super().verify_file(path):
-            return path.endswith(('vmss.yml', 'vmss.yaml'))
-        return False
-
-    def parse(self, inventory, loader, path, cache=True):
-        super().parse(inventory, loader, path)
-        self._read_config_data(path)
-
-        use_cache = bool(self.get_option('cache'))
-        cache_key = self._cache_key(path)
-        raw = None
-        if use_cache and cache:
-            try:
-                raw = self._cache[cache_key]
-            except KeyError:
-                raw = None
-            if not isinstance(raw, dict) or raw.get('format') != CACHE_FORMAT:
-                raw = None
-        if raw is None:
-            raw = self._fetch()
-            if use_cache:
-                self._cache[cache_key] = raw
-
-        self._populate(raw)
-
-    # -- fetch --------------------------------------------------------------
-
-    def _fetch_options(self):
+    def fetch_options(self):
         return {
             'subscriptions': list(self.get_option('subscriptions') or []),
             'resource_groups': list(self.get_option('resource_groups') or []),
@@ -805,38 +465,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             'public_ips': bool(self.get_option('include_public_ips') or self.get_option('use_public_ip')),
         }
 
-    def _cache_key(self, path):
-        digest = hashlib.sha256(json.dumps(self._fetch_options(), sort_keys=True, default=str).encode('utf-8')).hexdigest()[:12]
-        return '%s_%s' % (self.get_cache_key(path), digest)
-
-    def _open_session(self, subscriptions):
-        return _SessionAdapter(self.get_option, subscriptions)
-
     def _fetch(self):
-        errors, _azure = load_azure()
-        options = self._fetch_options()
-        session = self._open_session(options['subscriptions'])
-        try:
-            subscriptions = options['subscriptions'] or [session.default_subscription()]
-            fetcher = Fetcher(session,
-                              resource_groups=options['resource_groups'],
-                              scale_set_patterns=options['scale_sets'],
-                              tag_filters=options['tags'],
-                              public_ips=options['public_ips'],
-                              max_workers=self.get_option('max_workers'),
-                              strict_permissions=self.get_option('strict_permissions'),
-                              warn=self.display.warning)
-            return fetcher.fetch(subscriptions)
-        except _azure.AzureModuleError as exc:
-            raise AnsibleParserError('hashistack.azure.vmss: %s' % to_native(exc))
-        except errors.AzureError as exc:
-            raise AnsibleParserError('hashistack.azure.vmss: %s' % _explain(exc, 'setting up Azure authentication', session))
-        except AnsibleError as exc:
-            raise AnsibleParserError('hashistack.azure.vmss: %s' % to_native(exc))
-        finally:
-            session.close()
+        options = self.fetch_options()
 
-    # -- populate -----------------------------------------------------------
+        def fetch(session):
+            fetcher = Fetcher(session, resource_groups=options['resource_groups'], scale_set_patterns=options['scale_sets'],
+                              tag_filters=options['tags'], public_ips=options['public_ips'],
+                              max_workers=self.get_option('max_workers'), strict_permissions=self.get_option('strict_permissions'),
+                              warn=self.display.warning)
+            return fetcher.fetch(options['subscriptions'] or [session.default_subscription()])
+        return self.with_session(fetch)
 
     def _populate(self, raw):
         strict = self.get_option('strict')
@@ -844,13 +482,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         exclude = [s.lower() for s in self.get_option('exclude_power_states') or []]
         use_public = self.get_option('use_public_ip')
         used_names = {}
-
         for scale_set, instance, nic_index, sub in iter_instances(raw):
             hostvars = instance_hostvars(scale_set, instance, nic_index, sub)
             state = hostvars['azure_power_state']
-            if include and state not in include:
-                continue
-            if state in exclude:
+            if (include and state not in include) or state in exclude:
                 continue
             address = hostvars['azure_private_ip']
             if use_public and hostvars['azure_public_ip']:
@@ -858,159 +493,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if address:
                 hostvars['ansible_host'] = address
             hostvars = wrap_var(hostvars)
-
-            hostname = self._hostname(hostvars, used_names, strict)
+            hostname = self.choose_hostname(hostvars, self.get_option('hostnames'), HOSTNAMES, _vmss_instance, used_names, strict)
             used_names[hostname] = hostvars['azure_id']
-            self.inventory.add_host(hostname)
-            for key, value in hostvars.items():
-                self.inventory.set_variable(hostname, key, value)
-
-            if self.get_option('default_groups'):
-                for group in default_group_names(hostvars):
-                    group = self.inventory.add_group(self._sanitize_group_name(group))
-                    self.inventory.add_child(group, hostname)
-
-            self._set_composite_vars(self.get_option('compose'), hostvars, hostname, strict=strict)
-            self._add_host_to_composed_groups(self.get_option('groups'), hostvars, hostname, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option('keyed_groups'), hostvars, hostname, strict=strict)
-
-    def _hostname(self, hostvars, used_names, strict):
-        for choice in self.get_option('hostnames') or []:
-            if choice in HOSTNAME_CHOICES:
-                candidate = hostname_candidate(choice, hostvars)
-            else:
-                try:
-                    candidate = self._compose(choice, hostvars)
-                except Exception as exc:
-                    if strict:
-                        raise AnsibleParserError('Could not evaluate hostname expression %r for %s: %s'
-                                                 % (choice, hostvars['azure_id'], to_native(exc)))
-                    continue
-            if candidate is None or candidate == '':
-                continue
-            candidate = wrap_var(to_native(candidate))
-            if candidate in used_names and used_names[candidate] != hostvars['azure_id']:
-                self.display.warning('Hostname %s (from %r) is already used by %s; trying the next hostnames entry for %s.'
-                                     % (candidate, choice, used_names[candidate], hostvars['azure_id']))
-                continue
-            return candidate
-        fallback = wrap_var(hostname_candidate('vmss_instance', hostvars))
-        self.display.warning('No usable hostname from the hostnames option for %s; using %s.' % (hostvars['azure_id'], fallback))
-        return fallback
-
-
-class ArmPipeline:
-    """A minimal ARM client: the azure-core / azure-mgmt-core policy stack of the generated management clients.
-
-    The shared ``AzureSession.client()`` constructs it like any azure-mgmt client (credential, base URL and token
-    scope of the cloud, CA bundle, and the collection's retry settings: ``retry_total``, backoff, Retry-After
-    honoured by azure-core's RetryPolicy), so authentication and retries stay defined in one place. The inventory
-    only sends GETs of list operations, and importing a full management client (its models and operations) would
-    cost more start-up time than the whole fetch.
-    """
-
-    def __init__(self, credential, subscription_id, base_url='https://management.azure.com/', credential_scopes=None,
-                 **kwargs):
-        # pylint: disable=import-outside-toplevel
-        from azure.core.pipeline import policies
-        from azure.mgmt.core import ARMPipelineClient
-        from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
-
-        self.subscription_id = subscription_id
-        kwargs.pop('polling_interval', None)
-        scopes = list(credential_scopes or [base_url.rstrip('/') + '/.default'])
-        user_agent = kwargs.pop('user_agent', None)
-        stack = [
-            policies.RequestIdPolicy(**kwargs),
-            policies.HeadersPolicy(**kwargs),
-            policies.UserAgentPolicy(user_agent, sdk_moniker='hashistack-azure-vmss', **kwargs),
-            policies.ProxyPolicy(**kwargs),
-            policies.ContentDecodePolicy(**kwargs),
-            policies.RedirectPolicy(**kwargs),
-            policies.RetryPolicy(**kwargs),
-            ARMChallengeAuthenticationPolicy(credential, *scopes, **kwargs),
-            policies.CustomHookPolicy(**kwargs),
-            policies.NetworkTraceLoggingPolicy(**kwargs),
-            policies.SensitiveHeaderCleanupPolicy(**kwargs),
-            ARMHttpLoggingPolicy(**kwargs),
-        ]
-        self._client = ARMPipelineClient(base_url=base_url, policies=stack, **kwargs)
-
-    def send_request(self, request, **kwargs):
-        request.url = self._client.format_url(request.url)
-        return self._client.send_request(request, **kwargs)
-
-    def close(self):
-        self._client.close()
-
-
-class _SessionAdapter:
-    """The only place that talks to the shared Azure code (plugins/module_utils/_azure.py).
-
-    The shared ``AzureSession`` (credential, cloud, client options including the per-request retry
-    policy that honours Retry-After) is created lazily, so an inventory served from the cache makes no
-    request at all. The session builds one ``ArmPipeline`` per subscription with its usual client options;
-    the raw JSON of the ARM list requests is kept as is: no per-item model (de)serialization, and the same REST
-    shapes as the Azure REST API reference.
-    """
-
-    def __init__(self, get_option, subscriptions):
-        self._get_option = get_option
-        self._subscriptions = list(subscriptions or [])
-        self._session = None
-        self._clients = {}
-        self._retry = None
-
-    @property
-    def azure_session(self):
-        if self._session is None:
-            _azure = load_azure()[1]
-            options = _azure.auth_options_from_plugin(self._get_option)
-            self._session = _azure.AzureSession(options)
-            self._retry = _azure.RetryPolicy(attempts=3, deadline=300)
-        return self._session
-
-    def peek_session(self):
-        """The shared AzureSession if it was created (never creates it)."""
-        return self._session
-
-    def default_subscription(self):
-        return self.azure_session.subscription_id
-
-    def prepare(self, subscription_id):
-        self._client(subscription_id)
-
-    def _client(self, subscription_id):
-        if subscription_id not in self._clients:
-            session = self.azure_session
-            self._clients[subscription_id] = session.client(ArmPipeline, subscription_id=subscription_id)
-        return self._clients[subscription_id]
-
-    def list_pages(self, subscription_id, path, params):
-        from azure.core.rest import HttpRequest  # pylint: disable=import-outside-toplevel
-        client = self._client(subscription_id)
-        url = '%s?%s' % (path, urlencode(params, quote_via=quote, safe="/'"))
-        items = []
-        seen = set()
-        while url:
-            response = client.send_request(HttpRequest('GET', url))
-            response.raise_for_status()
-            body = response.json() or {}
-            items.extend(body.get('value') or [])
-            url = body.get('nextLink')
-            if url in seen:   # a server repeating a nextLink must not loop forever
-                break
-            seen.add(url)
-        return items
-
-    def retry(self, fn):
-        if self._retry is None:
-            return fn()
-        return self._retry.call(fn)
-
-    def close(self):
-        for client in self._clients.values():
-            close = getattr(client, 'close', None)
-            if close is not None:
-                close()
-        self._clients = {}
+            groups = default_group_names(hostvars) if self.get_option('default_groups') else []
+            self.add_host(hostname, hostvars, groups, strict)

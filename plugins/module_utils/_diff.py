@@ -11,10 +11,12 @@ model from Azure, and let ``ModelDiff`` decide what changes:
     d = ModelDiff(current_model)
     d.compare('capacity', desired['capacity'])
     d.compare('zones', desired['zones'], kind='set')
-    d.compare('tags', desired['tags'], kind='subset' or 'dict')
+    d.compare_tags(desired['tags'], purge=False)
     if d.changed: ...           # send the update
     result['diff'] = d.diff     # {'before': ..., 'after': ...}  for --diff
     result['changes'] = d.changes  # ['capacity: 3 -> 5', ...]
+
+``immutable_errors(current, desired, fields, noun)`` refuses changes Azure cannot make on an existing resource.
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ def values_equal(desired, current, kind='exact'):
       exact   - equal after canonicalisation (list order matters)
       set     - lists compared as sets of canonical items (order does not matter)
       ci      - case-insensitive strings
+      location- Azure locations (case and spaces do not matter: 'West Europe' is westeurope)
       subset  - desired dict items are all present in current (tags without purge)
       dict    - dicts equal
     """
     if desired is None:
         return True
-    if kind == 'ci':
+    if kind in ('ci', 'location'):
         if current is None:
             return False
+        if kind == 'location':
+            return str(desired).replace(' ', '').lower() == str(current).replace(' ', '').lower()
         return str(desired).lower() == str(current).lower()
     if kind == 'set':
         return sorted(_canon(x) for x in (desired or [])) == sorted(_canon(x) for x in (current or []))
@@ -91,6 +96,10 @@ class ModelDiff:
             self.changes.append('%s: %s -> %s' % (key, _short(current), _short(after)))
         return True
 
+    def compare_tags(self, desired, purge):
+        """Tags: with ``purge`` exactly ``desired``, otherwise ``desired`` added to (or updating) the current tags."""
+        return self.compare('tags', desired, 'dict' if purge else 'subset', merge=lambda want, have: merge_tags(want, have, purge))
+
     def set_all(self, desired):
         """For creation: after = desired (None values left out)."""
         for key, value in desired.items():
@@ -122,3 +131,21 @@ def merge_tags(desired, current, purge):
     merged = dict(current or {})
     merged.update(desired)
     return merged
+
+
+def immutable_errors(current, desired, fields, noun, hints=None):
+    """One refusal per field that cannot change on an existing resource but would.
+
+    ``fields`` is a sequence of (key, kind) compared like ``values_equal`` (a desired None is not managed);
+    ``hints`` maps a key to how to get there instead (default: recreate the resource).
+    """
+    errors = []
+    for key, kind in fields:
+        want = desired.get(key)
+        have = current.get(key)
+        if values_equal(want, have, kind):
+            continue
+        hint = (hints or {}).get(key) or 'delete the %s first (state=absent, then present) or use another name' % noun
+        errors.append('%s cannot change from %s to %s (the %s of a %s is immutable). Fix: %s'
+                      % (key, _short(have), _short(want), key, noun, hint))
+    return errors

@@ -8,12 +8,17 @@
 ``validate_address_space(address_prefixes, subnets)`` -> list of error strings (empty when valid):
   every prefix is a network address, address space prefixes do not overlap, each subnet lies
   inside one address space prefix, subnets do not overlap, subnet names are unique.
-``resource_id(subscription, resource_group, provider_type, name, *children)`` builds an ARM id.
+``require_netaddr(module)`` fails the module when netaddr is missing.
+``nsg_id(value, subscription, resource_group)`` -> the id of a network security group given by id or name.
 """
 
 from __future__ import annotations
 
 import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import resource_id
 
 NETADDR_IMPORT_ERROR = None
 try:
@@ -22,6 +27,11 @@ try:
 except ImportError:
     NETADDR_IMPORT_ERROR = traceback.format_exc()
     HAS_NETADDR = False
+
+
+def require_netaddr(module):
+    if not HAS_NETADDR:
+        module.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
 
 
 def validate_prefix(text, what):
@@ -76,14 +86,6 @@ def validate_address_space(address_prefixes, subnets):
     return errors
 
 
-def resource_id(subscription, resource_group, provider_type, name, *children):
-    """/subscriptions/S/resourceGroups/RG/providers/Provider/type/name[/childType/childName...]."""
-    rid = '/subscriptions/%s/resourceGroups/%s/providers/%s/%s' % (subscription, resource_group, provider_type, name)
-    for i in range(0, len(children) - 1, 2):
-        rid += '/%s/%s' % (children[i], children[i + 1])
-    return rid
-
-
 def nsg_id(value, subscription, resource_group):
     """Accept an NSG id or a name in ``resource_group``; return its id (None stays None)."""
     if not value:
@@ -91,8 +93,3 @@ def nsg_id(value, subscription, resource_group):
     if value.startswith('/'):
         return value
     return resource_id(subscription, resource_group, 'Microsoft.Network/networkSecurityGroups', value)
-
-
-def same_id(a, b):
-    """ARM ids compare case-insensitively."""
-    return (a or '').rstrip('/').lower() == (b or '').rstrip('/').lower()

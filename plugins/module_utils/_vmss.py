@@ -2,7 +2,7 @@
 # Copyright (c) hashistack.azure contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Scale set model helpers shared by the vmss, vmss_info and vmss_instance modules (private API).
+"""The scale set model of the vmss module, also read by vmss_info and vmss_instance (private API).
 
 ``model_from_rest(rest)``      REST scale set -> module model (what the modules return and compare)
 ``desired_from_params(p)``     module params -> desired model (None = not managed)
@@ -10,7 +10,8 @@
 ``compare(current, desired)``  -> (ModelDiff, immutable_errors)
 ``create_body(desired)``       desired model -> REST body for PUT
 ``patch_body(current, diff)``  changed keys -> REST merge-patch body
-``instance_from_rest(vm, nics)`` VMSS VM (+ NIC list) -> instance dict
+
+Instances are read by ``_vmss_readers``.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import base64
 import hashlib
 import re
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import parse_resource_id
-from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags, values_equal
+from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, immutable_errors
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse_resource_id
 
 CUSTOM_DATA_TAG = 'hashistack_custom_data_sha256'
 MAX_CUSTOM_DATA_BYTES = 65535
 
 IMMUTABLE = (
-    ('location', 'ci'),
+    ('location', 'location'),
     ('orchestration_mode', 'ci'),
     ('zones', 'set'),
     ('platform_fault_domain_count', 'exact'),
@@ -39,6 +40,7 @@ IMMUTABLE_HINT = {
     'ssh_public_keys': 'manage authorized_keys on the instances with Ansible instead, or recreate the scale set',
     'zones': 'create a new scale set in the wanted zones and move capacity to it',
 }
+NOUN = 'scale set'
 
 SIZE_RE = re.compile(r'^(Standard|Basic)_[A-Za-z0-9_-]+$')
 
@@ -195,17 +197,7 @@ def validate_params(p):
 def compare(current, desired, purge_tags=False):
     """Return (ModelDiff, list of immutable-field errors)."""
     d = ModelDiff(current)
-    errors = []
-    for key, kind in IMMUTABLE:
-        want = desired.get(key)
-        if want is None:
-            continue
-        have = current.get(key)
-        if key == 'zones' and not want and not have:
-            continue
-        if not values_equal(want, have, kind):
-            hint = IMMUTABLE_HINT.get(key, 'delete and recreate the scale set (state=absent, then present) or use another name')
-            errors.append('%s cannot change from %s to %s on an existing scale set (%s)' % (key, have, want, hint))
+    errors = immutable_errors(current, desired, IMMUTABLE, NOUN, IMMUTABLE_HINT)
     d.compare('vm_size', desired.get('vm_size'), 'ci')
     d.compare('capacity', desired.get('capacity'))
     d.compare('image', desired.get('image'), 'dict')
@@ -216,7 +208,7 @@ def compare(current, desired, purge_tags=False):
     d.compare('upgrade_policy', desired.get('upgrade_policy'), 'ci')
     d.compare('overprovision', desired.get('overprovision'))
     d.compare('os_disk_size_gb', desired.get('os_disk_size_gb'))
-    d.compare('tags', desired.get('tags'), 'dict' if purge_tags else 'subset', merge=lambda w, h: merge_tags(w, h, purge_tags))
+    d.compare_tags(desired.get('tags'), purge_tags)
     return d, errors
 
 
@@ -312,51 +304,3 @@ def patch_body(after, changed_keys, custom_data, before=None):
     if props:
         body['properties'] = props
     return body
-
-
-def power_state(instance_view):
-    for status in (instance_view or {}).get('statuses') or []:
-        code = status.get('code') or ''
-        if code.startswith('PowerState/'):
-            return code.split('/', 1)[1]
-    return None
-
-
-def nic_ips_by_vm(nics):
-    """NIC list (REST dicts) -> {lower(vm id): [private ips]} (primary configuration first)."""
-    result = {}
-    for nic in nics:
-        props = nic.get('properties') or {}
-        vm_id = ((props.get('virtualMachine') or {}).get('id') or '').lower()
-        if not vm_id:
-            continue
-        ips = []
-        for conf in sorted(props.get('ipConfigurations') or [], key=lambda c: not (c.get('properties') or {}).get('primary')):
-            ip = (conf.get('properties') or {}).get('privateIPAddress')
-            if ip:
-                ips.append(ip)
-        result.setdefault(vm_id, []).extend(ips)
-    return result
-
-
-def instance_from_rest(vm, ips_by_vm):
-    props = vm.get('properties') or {}
-    view = props.get('instanceView') or {}
-    ips = ips_by_vm.get((vm.get('id') or '').lower(), [])
-    protection = props.get('protectionPolicy') or {}
-    return dict(
-        id=vm.get('id'),
-        name=vm.get('name'),
-        instance_id=vm.get('instanceId'),
-        computer_name=(props.get('osProfile') or {}).get('computerName') or view.get('computerName'),
-        zone=(vm.get('zones') or [None])[0],
-        private_ip=ips[0] if ips else None,
-        private_ips=ips,
-        power_state=power_state(view),
-        provisioning_state=props.get('provisioningState'),
-        latest_model_applied=props.get('latestModelApplied'),
-        protect_from_scale_in=bool(protection.get('protectFromScaleIn', False)),
-        protect_from_scale_set_actions=bool(protection.get('protectFromScaleSetActions', False)),
-        vm_size=(vm.get('sku') or {}).get('name'),
-        tags=vm.get('tags') or {},
-    )

@@ -52,12 +52,7 @@ options:
 extends_documentation_fragment:
   - hashistack.azure.azure
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-    details: This module never changes anything.
-  diff_mode:
-    support: none
+  - hashistack.azure.azure.info_module
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -119,7 +114,8 @@ shortfalls:
   sample: [{location: westeurope, family: standardDSv3Family, needed: 26, limit: 20, usage: 0, short: 6, room_in: [northeurope]}]
 '''
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
+from ansible_collections.hashistack.azure.plugins.module_utils._module import AzureModule
+from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 
 
 def vcpus_of(sku):

@@ -115,28 +115,15 @@ options:
         C(nomad-tcp) +20, C(nomad-udp) +21).
     type: int
     default: 1000
-  state:
-    description: Whether the group should exist.
-    type: str
-    choices: [present, absent]
-    default: present
-  wait:
-    description: Wait for the operation to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait.
-    type: int
     default: 600
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.tags
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -192,10 +179,9 @@ changes:
   sample: ["rules: ..."]
 '''
 
-from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
-from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags, values_equal
-from ansible_collections.hashistack.azure.plugins.module_utils._network import HAS_NETADDR, NETADDR_IMPORT_ERROR, validate_prefix
+from ansible_collections.hashistack.azure.plugins.module_utils._diff import values_equal
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
+from ansible_collections.hashistack.azure.plugins.module_utils._network import require_netaddr, validate_prefix
 
 
 CONSUL_TCP = ['8300-8302', '8500', '8600']
@@ -323,99 +309,84 @@ def model_from_rest(rest):
     )
 
 
-def main():
-    rule_spec = dict(
-        name=dict(type='str', required=True),
-        priority=dict(type='int', required=True),
-        direction=dict(type='str', choices=['Inbound', 'Outbound'], default='Inbound'),
-        access=dict(type='str', choices=['Allow', 'Deny'], default='Allow'),
-        protocol=dict(type='str', choices=['Tcp', 'Udp', 'Icmp', '*'], default='Tcp'),
-        source_address_prefixes=dict(type='list', elements='str', default=['*']),
-        source_port_ranges=dict(type='list', elements='str', default=['*']),
-        destination_address_prefixes=dict(type='list', elements='str', default=['*']),
-        destination_port_ranges=dict(type='list', elements='str', default=['*']),
-        description=dict(type='str'),
-    )
-    m = AzureModule(dict(
+RULE_SPEC = dict(
+    name=dict(type='str', required=True),
+    priority=dict(type='int', required=True),
+    direction=dict(type='str', choices=['Inbound', 'Outbound'], default='Inbound'),
+    access=dict(type='str', choices=['Allow', 'Deny'], default='Allow'),
+    protocol=dict(type='str', choices=['Tcp', 'Udp', 'Icmp', '*'], default='Tcp'),
+    source_address_prefixes=dict(type='list', elements='str', default=['*']),
+    source_port_ranges=dict(type='list', elements='str', default=['*']),
+    destination_address_prefixes=dict(type='list', elements='str', default=['*']),
+    destination_port_ranges=dict(type='list', elements='str', default=['*']),
+    description=dict(type='str'),
+)
+
+
+def rule_changes(have_rules, want_rules):
+    """One line per added, removed or changed rule."""
+    have = dict((r['name'], r) for r in have_rules)
+    new = dict((r['name'], r) for r in want_rules)
+    return (['rule %s: add' % n for n in sorted(set(new) - set(have))]
+            + ['rule %s: remove' % n for n in sorted(set(have) - set(new))]
+            + ['rule %s: %s' % (n, ', '.join('%s %s -> %s' % (k, have[n][k], new[n][k]) for k in sorted(new[n]) if have[n][k] != new[n][k]))
+               for n in sorted(set(have) & set(new)) if not values_equal(new[n], have[n])])
+
+
+class NetworkSecurityGroup(AzureResource):
+    noun = 'network security group'
+    client_name = 'network'
+    result_key = 'network_security_group'
+    argument_spec = dict(
         resource_group=dict(type='str', required=True),
         name=dict(type='str', required=True),
         location=dict(type='str'),
-        rules=dict(type='list', elements='dict', options=rule_spec, default=[]),
+        rules=dict(type='list', elements='dict', options=RULE_SPEC, default=[]),
         purge_rules=dict(type='bool', default=True),
         cluster_address_prefixes=dict(type='list', elements='str'),
         consul_ports=dict(type='bool', default=False),
         nomad_ports=dict(type='bool', default=False),
         ssh_sources=dict(type='list', elements='str', default=[]),
         generated_rules_priority=dict(type='int', default=1000),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-        tags=dict(type='dict'),
-        purge_tags=dict(type='bool', default=False),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=600),
-    ))
-    p = m.params
-    if not HAS_NETADDR:
-        m.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
-    rg, name = p['resource_group'], p['name']
-    what = 'network security group %s in resource group %s' % (name, rg)
-    desired_rules = []
-    if p['state'] == 'present':
-        desired_rules, errors = validate(p)
-        if errors:
-            m.fail('Invalid rules for %s: %s' % (what, '; '.join(errors)))
-        desired_rules = sorted(desired_rules, key=lambda r: r['name'])
+    )
+    default_timeout = 600
+    manages_tags = True
+    location_from_resource_group = True
+    immutable = (('location', 'location'),)
 
-    client = m.client('network')
-    current = model_from_rest(to_dict(m.get('reading ' + what, client.network_security_groups.get, rg, name)))
-    d = ModelDiff(current)
+    def validate(self):
+        require_netaddr(self.m)
+        return validate(self.params)[1]
 
-    if p['state'] == 'absent':
-        if current is None:
-            m.exit(changed=False, network_security_group={}, changes=[], diff=d.diff)
-        d.mark_absent()
-        if not m.check_mode:
-            m.lro('deleting ' + what, lambda: client.network_security_groups.begin_delete(rg, name), p['timeout'], wait=p['wait'])
-        m.exit(changed=True, network_security_group={}, changes=d.changes, diff=d.diff)
+    def read(self):
+        return self.get(self.client.network_security_groups.get, self.resource_group, self.name)
 
-    def body(model):
-        return dict(location=model['location'], tags=model['tags'], properties=dict(securityRules=[rule_to_rest(r) for r in model['rules']]))
+    def to_model(self, rest):
+        return model_from_rest(rest)
 
-    if current is None:
-        location = p['location']
-        if not location:
-            group = to_dict(m.get('reading resource group %s' % rg, m.client('resource').resource_groups.get, rg))
-            if group is None:
-                m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
-            location = group['location']
-        desired = dict(name=name, location=location, rules=desired_rules, tags=p['tags'] or {})
-        d.set_all(desired)
-        result = d.after
-        if not m.check_mode:
-            result = model_from_rest(to_dict(m.lro('creating ' + what, lambda: client.network_security_groups.begin_create_or_update(
-                rg, name, body(desired)), p['timeout'], wait=p['wait']))) or d.after
-        m.exit(changed=True, network_security_group=result, changes=d.changes, diff=d.diff)
+    def desired(self):
+        rules = sorted(validate(self.params)[0], key=lambda r: r['name'])
+        return dict(name=self.name, location=self.params['location'], rules=rules, tags=self.params['tags'])
 
-    if p['location'] and p['location'].replace(' ', '').lower() != (current['location'] or '').lower():
-        m.fail('Cannot move %s from %s to %s: location is immutable.' % (what, current['location'], p['location']))
-    want = desired_rules
-    if not p['purge_rules']:
-        names = set(r['name'] for r in want)
-        want = sorted(want + [r for r in current['rules'] if r['name'] not in names], key=lambda r: r['name'])
-    if not values_equal(want, current['rules'], 'set'):
-        d.compare('rules', want, kind='set')
-        have = dict((r['name'], r) for r in current['rules'])
-        new = dict((r['name'], r) for r in want)
-        d.changes[-1:] = (['rule %s: add' % n for n in sorted(set(new) - set(have))]
-                          + ['rule %s: remove' % n for n in sorted(set(have) - set(new))]
-                          + ['rule %s: %s' % (n, ', '.join('%s %s -> %s' % (k, have[n][k], new[n][k]) for k in sorted(new[n]) if have[n][k] != new[n][k]))
-                             for n in sorted(set(have) & set(new)) if not values_equal(new[n], have[n])])
-    d.compare('tags', p['tags'], kind='dict' if p['purge_tags'] else 'subset',
-              merge=lambda w, h: merge_tags(w, h, p['purge_tags']))
-    result = d.after
-    if d.changed and not m.check_mode:
-        result = model_from_rest(to_dict(m.lro('updating ' + what, lambda: client.network_security_groups.begin_create_or_update(
-            rg, name, body(d.after)), p['timeout'], wait=p['wait']))) or d.after
-    m.exit(changed=d.changed, network_security_group=result, changes=d.changes, diff=d.diff)
+    def compare(self, d, current, desired):
+        want = desired['rules']
+        if not self.params['purge_rules']:
+            names = set(r['name'] for r in want)
+            want = sorted(want + [r for r in current['rules'] if r['name'] not in names], key=lambda r: r['name'])
+        if d.compare('rules', want, kind='set'):
+            d.changes[-1:] = rule_changes(current['rules'], want)
+        self.compare_tags(d, desired)
+
+    def put(self, verb, model):
+        body = dict(location=model['location'], tags=model['tags'], properties=dict(securityRules=[rule_to_rest(r) for r in model['rules']]))
+        return self.lro(verb, lambda: self.client.network_security_groups.begin_create_or_update(self.resource_group, self.name, body))
+
+    def delete(self, current):
+        self.lro('deleting', lambda: self.client.network_security_groups.begin_delete(self.resource_group, self.name))
+
+
+def main():
+    NetworkSecurityGroup.main()
 
 
 if __name__ == '__main__':

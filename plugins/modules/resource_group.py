@@ -22,34 +22,21 @@ options:
       - Azure location, for example V(westeurope). Required to create the resource group.
       - The location of an existing resource group cannot change; a different value is an error.
     type: str
-  state:
-    description: Whether the resource group should exist.
-    type: str
-    choices: [present, absent]
-    default: present
   force_delete_nonempty:
     description:
       - With O(state=absent), delete the resource group even if it still contains resources
         (they are deleted with it). Without it a non-empty resource group is not deleted.
     type: bool
     default: false
-  wait:
-    description: Wait for the deletion to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait for the deletion.
-    type: int
     default: 1800
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.tags
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -103,75 +90,68 @@ changes:
   sample: ["tags: {} -> {\"cluster\": \"prod\"}"]
 '''
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
-from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
+from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 
 
-def model_from_rest(rest):
-    if rest is None:
-        return None
-    return dict(
-        id=rest.get('id'),
-        name=rest.get('name'),
-        location=rest.get('location'),
-        tags=rest.get('tags') or {},
-        provisioning_state=(rest.get('properties') or {}).get('provisioningState'),
+class ResourceGroup(AzureResource):
+    noun = 'resource group'
+    client_name = 'resource'
+    result_key = 'resource_group'
+    argument_spec = dict(
+        name=dict(type='str', required=True),
+        location=dict(type='str'),
+        force_delete_nonempty=dict(type='bool', default=False),
     )
+    default_timeout = 1800
+    manages_tags = True
+    required_to_create = ('location',)
+    immutable = (('location', 'location'),)
+    immutable_hints = dict(location='use another name, or delete the resource group first')
+
+    def describe(self):
+        return 'resource group %s' % self.name
+
+    def read(self):
+        return self.get(self.client.resource_groups.get, self.name)
+
+    def to_model(self, rest):
+        if rest is None:
+            return None
+        return dict(
+            id=rest.get('id'),
+            name=rest.get('name'),
+            location=rest.get('location'),
+            tags=rest.get('tags') or {},
+            provisioning_state=(rest.get('properties') or {}).get('provisioningState'),
+        )
+
+    def desired(self):
+        return dict(name=self.name, location=self.params['location'], tags=self.params['tags'])
+
+    def compare(self, d, current, desired):
+        self.compare_tags(d, desired)
+
+    def put(self, verb, model):
+        return self.call(verb, self.client.resource_groups.create_or_update, self.name,
+                         dict(location=model['location'], tags=model['tags']))
+
+    def before_delete(self, current):
+        if self.params['force_delete_nonempty']:
+            return
+        resources = self.m.call('listing resources in ' + self.what,
+                                lambda: [to_dict(r) for r in self.client.resources.list_by_resource_group(self.name)])
+        if resources:
+            names = ', '.join(sorted('%s (%s)' % (r.get('name'), r.get('type')) for r in resources)[:10])
+            self.m.fail('Not deleting %s: it still contains %d resource(s): %s. Delete them first or set force_delete_nonempty=true.'
+                        % (self.what, len(resources), names))
+
+    def delete(self, current):
+        self.lro('deleting', lambda: self.client.resource_groups.begin_delete(self.name))
 
 
 def main():
-    m = AzureModule(dict(
-        name=dict(type='str', required=True),
-        location=dict(type='str'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-        tags=dict(type='dict'),
-        purge_tags=dict(type='bool', default=False),
-        force_delete_nonempty=dict(type='bool', default=False),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=1800),
-    ))
-    p = m.params
-    name = p['name']
-    client = m.client('resource')
-    what = 'resource group %s' % name
-    current = model_from_rest(to_dict(m.get('reading ' + what, client.resource_groups.get, name)))
-    d = ModelDiff(current)
-
-    if p['state'] == 'absent':
-        if current is None:
-            m.exit(changed=False, resource_group={}, changes=[], diff=d.diff)
-        if not p['force_delete_nonempty']:
-            resources = m.call('listing resources in ' + what, lambda: [to_dict(r) for r in client.resources.list_by_resource_group(name)])
-            if resources:
-                names = ', '.join(sorted('%s (%s)' % (r.get('name'), r.get('type')) for r in resources)[:10])
-                m.fail('Not deleting %s: it still contains %d resource(s): %s. Delete them first or set force_delete_nonempty=true.'
-                       % (what, len(resources), names))
-        d.mark_absent()
-        if not m.check_mode:
-            m.lro('deleting ' + what, lambda: client.resource_groups.begin_delete(name), p['timeout'], wait=p['wait'])
-        m.exit(changed=True, resource_group={}, changes=d.changes, diff=d.diff)
-
-    if current is None:
-        if not p['location']:
-            m.fail('location is required to create %s' % what)
-        desired = dict(name=name, location=p['location'], tags=p['tags'] or {})
-        d.set_all(desired)
-        result = d.after
-        if not m.check_mode:
-            body = dict(location=p['location'], tags=p['tags'] or {})
-            result = model_from_rest(to_dict(m.call('creating ' + what, client.resource_groups.create_or_update, name, body)))
-        m.exit(changed=True, resource_group=result, changes=d.changes, diff=d.diff)
-
-    if p['location'] and p['location'].replace(' ', '').lower() != (current['location'] or '').lower():
-        m.fail('Cannot move %s from %s to %s: the location of a resource group is immutable. Use another name or delete it first.'
-               % (what, current['location'], p['location']))
-    d.compare('tags', p['tags'], kind='dict' if p['purge_tags'] else 'subset',
-              merge=lambda want, have: merge_tags(want, have, p['purge_tags']))
-    result = d.after
-    if d.changed and not m.check_mode:
-        body = dict(location=current['location'], tags=d.after['tags'])
-        result = model_from_rest(to_dict(m.call('updating ' + what, client.resource_groups.create_or_update, name, body)))
-    m.exit(changed=d.changed, resource_group=result, changes=d.changes, diff=d.diff)
+    ResourceGroup.main()
 
 
 if __name__ == '__main__':

@@ -37,19 +37,11 @@ options:
   name:
     description: Assignment name (GUID). Defaults to the deterministic UUID described above.
     type: str
-  state:
-    description: Whether the assignment should exist.
-    type: str
-    choices: [present, absent]
-    default: present
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -100,7 +92,8 @@ changes:
 import re
 import uuid
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
+from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 
 
 API_VERSION = '2022-04-01'
@@ -127,71 +120,88 @@ def model_from_rest(rest):
                 principal_type=props.get('principalType'))
 
 
-def main():
-    m = AzureModule(dict(
+class RoleAssignment(AzureResource):
+    noun = 'role assignment'
+    client_name = 'authorization'
+    result_key = 'role_assignment'
+    argument_spec = dict(
         scope=dict(type='str', required=True),
         role=dict(type='str', required=True),
         principal_id=dict(type='str', required=True),
         principal_type=dict(type='str', choices=['ServicePrincipal', 'User', 'Group', 'ForeignGroup', 'Device']),
         name=dict(type='str'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-    ))
-    p = m.params
-    scope = '/' + p['scope'].strip('/')
-    if not scope.lower().startswith('/subscriptions/'):
-        m.fail('scope must start with /subscriptions/<id>, got %r' % p['scope'])
-    principal = p['principal_id']
-    client = m.client('authorization', api_version=API_VERSION)
+    )
 
-    role = p['role']
-    if role.startswith('/'):
-        role_id = role
-    elif GUID_RE.match(role):
-        role_id = '/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s' % (m.subscription_id, role.lower())
-    else:
-        found = m.call('looking up role %s at %s' % (role, scope),
-                       lambda: [to_dict(r) for r in client.role_definitions.list(scope, filter="roleName eq '%s'" % role.replace("'", "''"))])
+    def __init__(self, module):
+        p = module.params
+        self.scope = '/' + p['scope'].strip('/')
+        if not self.scope.lower().startswith('/subscriptions/'):
+            module.fail('scope must start with /subscriptions/<id>, got %r' % p['scope'])
+        self.principal = p['principal_id']
+        self.m = module   # the role lookup below names the assignment, before the base is set up
+        self.role_id = self._role_definition_id(p['role'])
+        super().__init__(module, name=p['name'] or assignment_name(self.scope, role_guid(self.role_id), self.principal))
+
+    def client_options(self):
+        return dict(api_version=API_VERSION)
+
+    def _role_definition_id(self, role):
+        m = self.m
+        if role.startswith('/'):
+            return role
+        if GUID_RE.match(role):
+            return '/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s' % (m.subscription_id, role.lower())
+        found = m.call('looking up role %s at %s' % (role, self.scope), lambda: [
+            to_dict(r) for r in self.client.role_definitions.list(self.scope, filter="roleName eq '%s'" % role.replace("'", "''"))])
         found = [r for r in found if ((r.get('properties') or {}).get('roleName') or '').lower() == role.lower()] or found
         if not found:
             m.fail('Role %r does not exist at scope %s. Check the name (for example Reader, Contributor) or pass the role definition GUID.'
-                   % (role, scope))
-        role_id = found[0]['id']
-    guid = role_guid(role_id)
-    name = p['name'] or assignment_name(scope, guid, principal)
-    what = 'role assignment of %s to %s on %s' % (role, principal, scope)
+                   % (role, self.scope))
+        return found[0]['id']
 
-    current = model_from_rest(to_dict(m.get('reading ' + what, client.role_assignments.get, scope, name)))
-    if current is None:
+    def describe(self):
+        return 'role assignment of %s to %s on %s' % (self.params['role'], self.principal, self.scope)
+
+    def read(self):
+        rest = self.get(self.client.role_assignments.get, self.scope, self.name)
+        if rest is not None:
+            return rest
         # An equivalent assignment may exist under another name (portal, CLI, Terraform).
-        existing = m.call('listing role assignments on %s' % scope,
-                          lambda: [to_dict(r) for r in client.role_assignments.list_for_scope(scope, filter="principalId eq '%s'" % principal)])
+        existing = self.m.call('listing role assignments on %s' % self.scope, lambda: [
+            to_dict(r) for r in self.client.role_assignments.list_for_scope(self.scope, filter="principalId eq '%s'" % self.principal)])
         for rest in existing:
             model = model_from_rest(rest)
-            if (role_guid(model['role_definition_id']) == guid and (model['principal_id'] or '').lower() == principal.lower()
-                    and (model['scope'] or '').rstrip('/').lower() == scope.lower()):
-                current = model
-                break
-    if current is not None and role_guid(current['role_definition_id']) != guid:
-        m.fail('Role assignment %s on %s already exists for role %s, not %s: assignments cannot change role. Delete it or pick another name.'
-               % (name, scope, current['role_definition_id'], role_id))
+            if (role_guid(model['role_definition_id']) == role_guid(self.role_id) and (model['principal_id'] or '').lower() == self.principal.lower()
+                    and (model['scope'] or '').rstrip('/').lower() == self.scope.lower()):
+                return rest
+        return None
 
-    if p['state'] == 'absent':
-        if current is None:
-            m.exit(changed=False, role_assignment={}, changes=[], diff=dict(before={}, after={}))
-        if not m.check_mode:
-            m.call('deleting ' + what, client.role_assignments.delete, scope, current['name'])
-        m.exit(changed=True, role_assignment={}, changes=['delete'], diff=dict(before=current, after={}))
+    def to_model(self, rest):
+        return model_from_rest(rest)
 
-    if current is not None:
-        m.exit(changed=False, role_assignment=current, changes=[], diff=dict(before=current, after=current))
-    desired = dict(id=None, name=name, scope=scope, role_definition_id=role_id, principal_id=principal, principal_type=p['principal_type'])
-    result = desired
-    if not m.check_mode:
-        props = dict(roleDefinitionId=role_id, principalId=principal)
-        if p['principal_type']:
-            props['principalType'] = p['principal_type']
-        result = model_from_rest(to_dict(m.call('creating ' + what, client.role_assignments.create, scope, name, dict(properties=props))))
-    m.exit(changed=True, role_assignment=result, changes=['create'], diff=dict(before={}, after=desired))
+    def desired(self):
+        return dict(name=self.name, scope=self.scope, role_definition_id=self.role_id, principal_id=self.principal,
+                    principal_type=self.params['principal_type'])
+
+    def compare(self, d, current, desired):
+        # An assignment never changes (nothing to update); a different role is another assignment.
+        if role_guid(current['role_definition_id']) != role_guid(self.role_id):
+            return ['%s exists for role %s, not %s, and an assignment cannot change its role. Fix: delete it or pick another name'
+                    % (current['name'], current['role_definition_id'], self.role_id)]
+        return []
+
+    def create(self, model):
+        props = dict(roleDefinitionId=self.role_id, principalId=self.principal)
+        if model['principal_type']:
+            props['principalType'] = model['principal_type']
+        return self.call('creating', self.client.role_assignments.create, self.scope, self.name, dict(properties=props))
+
+    def delete(self, current):
+        self.call('deleting', self.client.role_assignments.delete, self.scope, current['name'])
+
+
+def main():
+    RoleAssignment.main()
 
 
 if __name__ == '__main__':

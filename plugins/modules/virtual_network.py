@@ -57,28 +57,15 @@ options:
       - Ignored when O(subnets) is not set.
     type: bool
     default: false
-  state:
-    description: Whether the network should exist.
-    type: str
-    choices: [present, absent]
-    default: present
-  wait:
-    description: Wait for the create, update or delete to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait.
-    type: int
     default: 600
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.tags
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 requirements:
   - netaddr
 author:
@@ -140,11 +127,9 @@ changes:
   sample: ["address_prefixes: [\"10.10.0.0/16\"] -> [\"10.10.0.0/16\", \"10.20.0.0/16\"]"]
 '''
 
-from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
-from ansible_collections.hashistack.azure.plugins.module_utils._diff import ModelDiff, merge_tags
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
 from ansible_collections.hashistack.azure.plugins.module_utils._network import (
-    HAS_NETADDR, NETADDR_IMPORT_ERROR, nsg_id, validate_address_space, validate_prefix)
+    require_netaddr, nsg_id, validate_address_space, validate_prefix)
 
 
 def subnet_from_rest(rest):
@@ -189,8 +174,11 @@ def body_from_model(model):
                 properties=dict(addressSpace=dict(addressPrefixes=model['address_prefixes']), subnets=subnets))
 
 
-def main():
-    m = AzureModule(dict(
+class VirtualNetwork(AzureResource):
+    noun = 'virtual network'
+    client_name = 'network'
+    result_key = 'virtual_network'
+    argument_spec = dict(
         resource_group=dict(type='str', required=True),
         name=dict(type='str', required=True),
         location=dict(type='str'),
@@ -201,98 +189,69 @@ def main():
             network_security_group=dict(type='str'),
         )),
         purge_subnets=dict(type='bool', default=False),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-        tags=dict(type='dict'),
-        purge_tags=dict(type='bool', default=False),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=600),
-    ))
-    p = m.params
-    if not HAS_NETADDR:
-        m.fail(missing_required_lib('netaddr'), exception=NETADDR_IMPORT_ERROR)
-    rg, name = p['resource_group'], p['name']
-    what = 'virtual network %s in resource group %s' % (name, rg)
+    )
+    default_timeout = 600
+    manages_tags = True
+    location_from_resource_group = True
+    required_to_create = ('address_prefixes',)
+    immutable = (('location', 'location'),)
 
-    # Validate everything before talking to Azure.
-    if p['state'] == 'present':
-        errors = []
+    def validate(self):
+        require_netaddr(self.m)
+        return sorted(set(validate_address_space(self.params['address_prefixes'] or [], self.params['subnets'] or [])))
+
+    def read(self):
+        return self.get(self.client.virtual_networks.get, self.resource_group, self.name)
+
+    def to_model(self, rest):
+        return model_from_rest(rest)
+
+    def desired(self):
+        p = self.params
+        subnets = None
+        if p['subnets'] is not None:
+            subnets = sorted((dict(name=s['name'], address_prefix=validate_prefix(s['address_prefix'], 'subnet'),
+                                   network_security_group=nsg_id(s['network_security_group'], self.m.subscription_id, self.resource_group))
+                              for s in p['subnets']), key=lambda s: s['name'])
         prefixes = None
         if p['address_prefixes'] is not None:
-            prefixes = []
-            for prefix in p['address_prefixes']:
-                try:
-                    prefixes.append(validate_prefix(prefix, 'address_prefixes'))
-                except ValueError as exc:
-                    errors.append(str(exc))
-        errors.extend(validate_address_space(p['address_prefixes'] if prefixes is not None else [], p['subnets'] or []))
-        if errors:
-            m.fail('Invalid address plan for %s: %s' % (what, '; '.join(sorted(set(errors)))))
+            prefixes = [validate_prefix(x, 'address_prefixes') for x in p['address_prefixes']]
+        return dict(name=self.name, location=p['location'], address_prefixes=prefixes, subnets=subnets, tags=p['tags'])
 
-    client = m.client('network')
-    current = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_networks.get, rg, name)))
-    d = ModelDiff(current)
+    def prepare_create(self, model):
+        model['subnets'] = model['subnets'] or []
+        return model
 
-    if p['state'] == 'absent':
-        if current is None:
-            m.exit(changed=False, virtual_network={}, changes=[], diff=d.diff)
-        d.mark_absent()
-        if not m.check_mode:
-            m.lro('deleting ' + what, lambda: client.virtual_networks.begin_delete(rg, name), p['timeout'], wait=p['wait'])
-        m.exit(changed=True, virtual_network={}, changes=d.changes, diff=d.diff)
+    def compare(self, d, current, desired):
+        p = self.params
+        if desired['address_prefixes'] is None and p['subnets']:
+            errors = validate_address_space(current['address_prefixes'], p['subnets'])
+            if errors:
+                return sorted(set(errors))
+        d.compare('address_prefixes', desired['address_prefixes'], kind='set')
+        if desired['subnets'] is not None:
+            want = comparable_subnets(desired['subnets'])
+            have = comparable_subnets(current['subnets'])
+            if not p['purge_subnets']:
+                names = set(s['name'] for s in want)
+                if want != [s for s in have if s['name'] in names]:
+                    keep = [s for s in current['subnets'] if s['name'] not in names]
+                    d.compare('subnets', sorted(desired['subnets'] + keep, key=lambda s: s['name']))
+            elif want != have:
+                d.compare('subnets', desired['subnets'])
+        self.compare_tags(d, desired)
+        return []
 
-    desired_subnets = None
-    if p['subnets'] is not None:
-        desired_subnets = [dict(name=s['name'], address_prefix=validate_prefix(s['address_prefix'], 'subnet'),
-                                network_security_group=nsg_id(s['network_security_group'], m.subscription_id, rg))
-                           for s in p['subnets']]
+    def put(self, verb, model):
+        return self.lro(verb, lambda: self.client.virtual_networks.begin_create_or_update(
+            self.resource_group, self.name, body_from_model(model)))
 
-    if current is None:
-        if not p['address_prefixes']:
-            m.fail('address_prefixes is required to create %s' % what)
-        location = p['location']
-        if not location:
-            rclient = m.client('resource')
-            group = to_dict(m.get('reading resource group %s' % rg, rclient.resource_groups.get, rg))
-            if group is None:
-                m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
-            location = group['location']
-        desired = dict(name=name, location=location, address_prefixes=[validate_prefix(x, 'address_prefixes') for x in p['address_prefixes']],
-                       subnets=sorted(desired_subnets or [], key=lambda s: s['name']), tags=p['tags'] or {})
-        d.set_all(desired)
-        result = d.after
-        if not m.check_mode:
-            result = model_from_rest(to_dict(m.lro('creating ' + what, lambda: client.virtual_networks.begin_create_or_update(
-                rg, name, body_from_model(desired)), p['timeout'], wait=p['wait']))) or d.after
-        m.exit(changed=True, virtual_network=result, changes=d.changes, diff=d.diff)
+    def delete(self, current):
+        self.lro('deleting', lambda: self.client.virtual_networks.begin_delete(self.resource_group, self.name))
 
-    if p['location'] and p['location'].replace(' ', '').lower() != (current['location'] or '').lower():
-        m.fail('Cannot move %s from %s to %s: location is immutable. Delete the network first or use another name.'
-               % (what, current['location'], p['location']))
-    if p['address_prefixes'] is None and p['subnets']:
-        errors = validate_address_space(current['address_prefixes'], p['subnets'])
-        if errors:
-            m.fail('Invalid address plan for %s: %s' % (what, '; '.join(sorted(set(errors)))))
-    if p['address_prefixes'] is not None:
-        d.compare('address_prefixes', [validate_prefix(x, 'address_prefixes') for x in p['address_prefixes']], kind='set')
-    if desired_subnets is not None:
-        want = comparable_subnets(desired_subnets)
-        have = comparable_subnets(current['subnets'])
-        if not p['purge_subnets']:
-            names = set(s['name'] for s in want)
-            have_listed = [s for s in have if s['name'] in names]
-            if want != have_listed:
-                keep = [s for s in current['subnets'] if s['name'] not in names]
-                d.compare('subnets', sorted(desired_subnets + keep, key=lambda s: s['name']),
-                          merge=lambda w, h: w)
-        elif want != have:
-            d.compare('subnets', sorted(desired_subnets, key=lambda s: s['name']))
-    d.compare('tags', p['tags'], kind='dict' if p['purge_tags'] else 'subset',
-              merge=lambda want, have: merge_tags(want, have, p['purge_tags']))
-    result = d.after
-    if d.changed and not m.check_mode:
-        result = model_from_rest(to_dict(m.lro('updating ' + what, lambda: client.virtual_networks.begin_create_or_update(
-            rg, name, body_from_model(d.after)), p['timeout'], wait=p['wait']))) or d.after
-    m.exit(changed=d.changed, virtual_network=result, changes=d.changes, diff=d.diff)
+
+def main():
+    VirtualNetwork.main()
 
 
 if __name__ == '__main__':

@@ -44,27 +44,14 @@ options:
     description: Use the remote network's gateway (local side only).
     type: bool
     default: false
-  state:
-    description: Whether the peerings should exist.
-    type: str
-    choices: [present, absent]
-    default: present
-  wait:
-    description: Wait for each operation to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait for each operation.
-    type: int
     default: 600
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -120,9 +107,9 @@ changes:
   sample: ["a-to-b: create", "b-to-a: create"]
 '''
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, parse_resource_id, to_dict
-from ansible_collections.hashistack.azure.plugins.module_utils._diff import values_equal
-from ansible_collections.hashistack.azure.plugins.module_utils._network import same_id
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse_resource_id, same_id
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
+from ansible_collections.hashistack.azure.plugins.module_utils._module import STATE_ARGSPEC, AzureModule, wait_argspec
 
 
 FIELDS = (
@@ -133,19 +120,58 @@ FIELDS = (
 )
 
 
-def model_from_rest(rest, vnet_id):
-    if rest is None:
-        return None
-    props = rest.get('properties') or {}
-    model = dict(id=rest.get('id'), name=rest.get('name'), virtual_network=vnet_id,
-                 remote_virtual_network=(props.get('remoteVirtualNetwork') or {}).get('id'),
-                 peering_state=props.get('peeringState'))
-    for key, rest_key in FIELDS:
-        model[key] = bool(props.get(rest_key, False))
-    return model
+class Peering(AzureResource):
+    """One direction: the peering on ``vnet_id`` towards ``remote_id``."""
+
+    noun = 'peering'
+    client_name = 'network'
+    immutable = (('remote_virtual_network', 'ci'),)
+    immutable_hints = dict(remote_virtual_network='a peering cannot be re-pointed; delete it or choose another name')
+
+    def __init__(self, module, vnet_id, remote_id, name, wanted):
+        self.vnet = parse_resource_id(vnet_id)
+        self.vnet_id = vnet_id
+        self.remote_id = remote_id
+        self.wanted = wanted
+        super().__init__(module, name=name, resource_group=self.vnet['resource_group'])
+
+    def client_options(self):
+        return dict(subscription_id=self.vnet.get('subscription'))
+
+    def describe(self):
+        return 'peering %s on virtual network %s' % (self.name, self.vnet['name'])
+
+    def read(self):
+        return self.get(self.client.virtual_network_peerings.get, self.resource_group, self.vnet['name'], self.name)
+
+    def to_model(self, rest):
+        if rest is None:
+            return None
+        props = rest.get('properties') or {}
+        model = dict(id=rest.get('id'), name=rest.get('name'), virtual_network=self.vnet_id,
+                     remote_virtual_network=(props.get('remoteVirtualNetwork') or {}).get('id'),
+                     peering_state=props.get('peeringState'))
+        for key, rest_key in FIELDS:
+            model[key] = bool(props.get(rest_key, False))
+        return model
+
+    def desired(self):
+        return dict(self.wanted, name=self.name, virtual_network=self.vnet_id, remote_virtual_network=self.remote_id)
+
+    def compare(self, d, current, desired):
+        for key, _rest_key in FIELDS:
+            d.compare(key, desired[key])
+
+    def put(self, verb, model):
+        body = dict(properties=dict(remoteVirtualNetwork=dict(id=self.remote_id), **dict((r, model[k]) for k, r in FIELDS)))
+        return self.lro(verb, lambda: self.client.virtual_network_peerings.begin_create_or_update(
+            self.resource_group, self.vnet['name'], self.name, body))
+
+    def delete(self, current):
+        self.lro('deleting', lambda: self.client.virtual_network_peerings.begin_delete(self.resource_group, self.vnet['name'], self.name))
 
 
-def split_vnet(m, vnet_id, option):
+def vnet_parts(m, vnet_id, option):
     parts = parse_resource_id(vnet_id)
     if not parts.get('resource_group') or (parts.get('type') or '').lower() != 'virtualnetworks':
         m.fail('%s must be a virtual network id like /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Network/'
@@ -154,7 +180,7 @@ def split_vnet(m, vnet_id, option):
 
 
 def main():
-    m = AzureModule(dict(
+    spec = dict(
         virtual_network=dict(type='str', required=True),
         remote_virtual_network=dict(type='str', required=True),
         name=dict(type='str'),
@@ -163,82 +189,34 @@ def main():
         allow_forwarded_traffic=dict(type='bool', default=False),
         allow_gateway_transit=dict(type='bool', default=False),
         use_remote_gateways=dict(type='bool', default=False),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=600),
-    ))
+    )
+    spec.update(STATE_ARGSPEC)
+    spec.update(wait_argspec(600))
+    m = AzureModule(spec)
     p = m.params
-    local = split_vnet(m, p['virtual_network'], 'virtual_network')
-    remote = split_vnet(m, p['remote_virtual_network'], 'remote_virtual_network')
+    local = vnet_parts(m, p['virtual_network'], 'virtual_network')['name']
+    remote = vnet_parts(m, p['remote_virtual_network'], 'remote_virtual_network')['name']
     if same_id(p['virtual_network'], p['remote_virtual_network']):
         m.fail('virtual_network and remote_virtual_network are the same network %s' % p['virtual_network'])
-    sides = [
-        dict(vnet=local, vnet_id=p['virtual_network'], remote_id=p['remote_virtual_network'],
-             name=p['name'] or '%s-to-%s' % (local['name'], remote['name']),
-             desired=dict((k, p[k]) for k, _r in FIELDS)),
-        dict(vnet=remote, vnet_id=p['remote_virtual_network'], remote_id=p['virtual_network'],
-             name=p['remote_name'] or '%s-to-%s' % (remote['name'], local['name']),
-             desired=dict(allow_virtual_network_access=p['allow_virtual_network_access'],
-                          allow_forwarded_traffic=p['allow_forwarded_traffic'],
-                          allow_gateway_transit=False, use_remote_gateways=False)),
+    access = dict((k, p[k]) for k in ('allow_virtual_network_access', 'allow_forwarded_traffic'))
+    sides = [  # gateway settings apply to the local side only
+        Peering(m, p['virtual_network'], p['remote_virtual_network'], p['name'] or '%s-to-%s' % (local, remote),
+                dict(access, allow_gateway_transit=p['allow_gateway_transit'], use_remote_gateways=p['use_remote_gateways'])),
+        Peering(m, p['remote_virtual_network'], p['virtual_network'], p['remote_name'] or '%s-to-%s' % (remote, local),
+                dict(access, allow_gateway_transit=False, use_remote_gateways=False)),
     ]
-    before, after, changes, results = [], [], [], []
-    changed = False
-    for side in sides:
-        sub = side['vnet'].get('subscription')
-        client = m.client('network', subscription_id=sub)
-        side['client'] = client
-        what = 'peering %s on virtual network %s' % (side['name'], side['vnet']['name'])
-        side['what'] = what
-        side['current'] = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_network_peerings.get,
-                                                        side['vnet']['resource_group'], side['vnet']['name'], side['name'])),
-                                          side['vnet_id'])
-    for side in sides:
-        current = side['current']
-        rg, vnet, name, client, what = side['vnet']['resource_group'], side['vnet']['name'], side['name'], side['client'], side['what']
-        if p['state'] == 'absent':
-            if current is None:
-                continue
-            before.append(current)
-            changes.append('%s: delete' % name)
-            changed = True
-            if not m.check_mode:
-                m.lro('deleting ' + what, lambda: client.virtual_network_peerings.begin_delete(rg, vnet, name), p['timeout'], wait=p['wait'])
-            continue
-        desired = dict(side['desired'], remote_virtual_network=side['remote_id'])
-        cur_cmp = None
-        if current is not None:
-            before.append(current)
-            cur_cmp = dict((k, current[k]) for k, _r in FIELDS)
-            cur_cmp['remote_virtual_network'] = (current['remote_virtual_network'] or '').lower()
-        want_cmp = dict(side['desired'], remote_virtual_network=side['remote_id'].lower())
-        if cur_cmp is not None and values_equal(want_cmp, cur_cmp):
-            after.append(current)
-            results.append(current)
-            continue
-        if current is not None and not same_id(current['remote_virtual_network'], side['remote_id']):
-            m.fail('%s already peers with %s, not %s: a peering cannot be re-pointed. Delete it or choose another name.'
-                   % (what, current['remote_virtual_network'], side['remote_id']))
-        changed = True
-        new = dict(current or dict(name=name, virtual_network=side['vnet_id'], peering_state=None), **desired)
-        after.append(new)
-        if current is None:
-            changes.append('%s: create' % name)
-        else:
-            changes.extend('%s: %s %s -> %s' % (name, k, current[k], desired[k]) for k, _r in FIELDS if current[k] != desired[k])
-        if m.check_mode:
-            results.append(new)
-            continue
-        body = dict(properties=dict(remoteVirtualNetwork=dict(id=side['remote_id']), **dict((r, desired[k]) for k, r in FIELDS)))
-        res = m.lro(('creating ' if current is None else 'updating ') + what,
-                    lambda: client.virtual_network_peerings.begin_create_or_update(rg, vnet, name, body), p['timeout'], wait=p['wait'])
-        results.append(model_from_rest(to_dict(res), side['vnet_id']) or new)
+    for side in sides:   # read both before changing either
+        side.current()
+    results = [side.apply() for side in sides]
+    changed = any(r['changed'] for r in results)
+    peerings = [r['model'] for r in results]
     if p['state'] == 'present' and changed and not m.check_mode and p['wait']:
         # The first side reports Initiated until the second exists; read the final states.
-        results = [model_from_rest(to_dict(m.get('reading ' + s['what'], s['client'].virtual_network_peerings.get,
-                                                 s['vnet']['resource_group'], s['vnet']['name'], s['name'])), s['vnet_id'])
-                   for s in sides]
-    m.exit(changed=changed, peerings=[r for r in results if r], changes=changes, diff=dict(before=before, after=after))
+        peerings = [side.to_model(side.read()) for side in sides]
+    m.exit(changed=changed, peerings=[x for x in peerings if x],
+           changes=['%s: %s' % (side.name, c) for side, r in zip(sides, results) for c in r['changes']],
+           diff=dict(before=[r['diff']['before'] for r in results if r['diff']['before']],
+                     after=[r['diff']['after'] for r in results if r['diff']['after']]))
 
 
 if __name__ == '__main__':

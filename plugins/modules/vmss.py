@@ -32,11 +32,6 @@ options:
   location:
     description: Location. Defaults to the resource group's location when creating. Immutable.
     type: str
-  state:
-    description: Whether the scale set should exist.
-    type: str
-    choices: [present, absent]
-    default: present
   vm_size:
     description: VM size, for example V(Standard_D2s_v3). Required to create.
     type: str
@@ -105,23 +100,15 @@ options:
         and is not restricted for the subscription.
     type: bool
     default: true
-  wait:
-    description: Wait for the create, update or delete to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait.
-    type: int
     default: 1800
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.state
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.tags
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -234,8 +221,10 @@ changes:
   sample: ["capacity: 3 -> 5"]
 '''
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, parse_resource_id, to_dict
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse_resource_id
+from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
 from ansible_collections.hashistack.azure.plugins.module_utils._network import nsg_id
+from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import (
     compare, create_body, desired_from_params, model_from_rest, patch_body, validate_params)
 
@@ -267,12 +256,14 @@ def check_size(m, client, size, location):
     return match[0]
 
 
-def main():
-    m = AzureModule(dict(
+class ScaleSet(AzureResource):
+    noun = 'scale set'
+    client_name = 'compute'
+    result_key = 'vmss'
+    argument_spec = dict(
         resource_group=dict(type='str', required=True),
         name=dict(type='str', required=True),
         location=dict(type='str'),
-        state=dict(type='str', choices=['present', 'absent'], default='present'),
         vm_size=dict(type='str'),
         capacity=dict(type='int'),
         image=dict(type='raw'),
@@ -291,87 +282,74 @@ def main():
         os_disk_type=dict(type='str', choices=['Standard_LRS', 'StandardSSD_LRS', 'Premium_LRS', 'StandardSSD_ZRS', 'Premium_ZRS']),
         os_disk_size_gb=dict(type='int'),
         check_size=dict(type='bool', default=True),
-        tags=dict(type='dict'),
-        purge_tags=dict(type='bool', default=False),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=1800),
-    ))
-    p = m.params
-    rg, name = p['resource_group'], p['name']
-    what = 'scale set %s in resource group %s' % (name, rg)
-    if p['state'] == 'present':
-        errors = validate_params(p)
-        if errors:
-            m.fail('Invalid parameters for %s: %s' % (what, '; '.join(errors)))
+    )
+    default_timeout = 1800
+    manages_tags = True
+    location_from_resource_group = True
+    required_to_create = ('vm_size', 'capacity', 'image', 'subnet_id', 'ssh_public_keys')
 
-    client = m.client('compute')
-    current = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_machine_scale_sets.get, rg, name)))
+    def validate(self):
+        return validate_params(self.params)
 
-    if p['state'] == 'absent':
-        if current is None:
-            m.exit(changed=False, vmss={}, changes=[], diff=dict(before={}, after={}))
-        if not m.check_mode:
-            m.lro('deleting ' + what, lambda: client.virtual_machine_scale_sets.begin_delete(rg, name), p['timeout'], wait=p['wait'])
-        m.exit(changed=True, vmss={}, changes=['delete'], diff=dict(before=current, after={}))
+    def read(self):
+        return self.get(self.client.virtual_machine_scale_sets.get, self.resource_group, self.name)
 
-    desired = desired_from_params(p)
-    if desired['network_security_group']:
-        desired['network_security_group'] = nsg_id(desired['network_security_group'], m.subscription_id, rg)
+    def to_model(self, rest):
+        return model_from_rest(rest)
 
-    if current is None:
-        missing = [k for k in ('vm_size', 'capacity', 'image', 'subnet_id', 'ssh_public_keys') if p.get(k) in (None, [])]
-        if missing:
-            m.fail('To create %s set %s.' % (what, ', '.join(missing)))
+    def desired(self):
+        desired = desired_from_params(self.params)
+        if desired['network_security_group']:
+            desired['network_security_group'] = nsg_id(desired['network_security_group'], self.m.subscription_id, self.resource_group)
+        return desired
+
+    def prepare_create(self, model):
         for key, value in DEFAULTS.items():
-            if desired.get(key) is None:
-                desired[key] = value
-        desired['computer_name_prefix'] = desired['computer_name_prefix'] or name
-        if desired['orchestration_mode'] == 'Flexible' and desired['platform_fault_domain_count'] is None:
-            desired['platform_fault_domain_count'] = 1
-        if desired['orchestration_mode'] == 'Flexible':
-            desired['overprovision'] = False
-        desired['tags'] = desired['tags'] or {}
-        if not desired['location']:
-            group = to_dict(m.get('reading resource group %s' % rg, m.client('resource').resource_groups.get, rg))
-            if group is None:
-                m.fail('Resource group %s does not exist: create it first (hashistack.azure.resource_group) before %s.' % (rg, what))
-            desired['location'] = group['location']
+            if model.get(key) is None:
+                model[key] = value
+        model['computer_name_prefix'] = model['computer_name_prefix'] or self.name
+        if model['orchestration_mode'] == 'Flexible':
+            model['overprovision'] = False
+            if model['platform_fault_domain_count'] is None:
+                model['platform_fault_domain_count'] = 1
         # The subnet must exist: fail clearly before creating anything.
-        sub = parse_resource_id(desired['subnet_id'])
-        net = m.client('network', subscription_id=sub.get('subscription'))
-        subnet = m.get('reading subnet %s' % desired['subnet_id'], net.subnets.get, sub['resource_group'], sub['names'][0], sub['names'][1])
-        if subnet is None:
-            m.fail('Subnet %s does not exist: create it with hashistack.azure.virtual_network before %s.' % (desired['subnet_id'], what))
-        if p['check_size']:
-            check_size(m, client, desired['vm_size'], desired['location'])
-        model = dict((k, v) for k, v in desired.items())
-        model['principal_id'] = None
-        result = dict(model, id=None, provisioning_state=None)
-        if not m.check_mode:
-            body = create_body(desired, p['custom_data'])
-            rest = m.lro('creating ' + what, lambda: client.virtual_machine_scale_sets.begin_create_or_update(rg, name, body),
-                         p['timeout'], wait=p['wait'])
-            result = model_from_rest(to_dict(rest)) if rest is not None else result
-            if p['wait'] and result is not None and result.get('identity') != 'None' and not result.get('principal_id'):
-                result = model_from_rest(to_dict(m.get('reading ' + what, client.virtual_machine_scale_sets.get, rg, name))) or result
-        m.exit(changed=True, vmss=result, changes=['create'], diff=dict(before={}, after=model))
+        sub = parse_resource_id(model['subnet_id'])
+        net = self.m.client('network', subscription_id=sub.get('subscription'))
+        if self.m.get('reading subnet %s' % model['subnet_id'], net.subnets.get, sub['resource_group'], sub['names'][0], sub['names'][1]) is None:
+            self.m.fail('Subnet %s does not exist: create it with hashistack.azure.virtual_network before %s.' % (model['subnet_id'], self.what))
+        if self.params['check_size']:
+            check_size(self.m, self.client, model['vm_size'], model['location'])
+        return model
 
-    d, errors = compare(current, desired, p['purge_tags'])
-    if errors:
-        m.fail('Cannot update %s: %s.' % (what, '; '.join(errors)))
-    if not d.changed:
-        m.exit(changed=False, vmss=current, changes=[], diff=d.diff)
-    if 'vm_size' in d.changed_keys and p['check_size']:
-        check_size(m, client, d.after['vm_size'], current['location'])
-    for i, change in enumerate(d.changes):
-        if change.startswith('custom_data_sha256:'):
-            d.changes[i] = 'custom_data: changed (sha256 %s -> %s)' % (current['custom_data_sha256'], d.after['custom_data_sha256'])
-    result = d.after
-    if not m.check_mode:
-        body = patch_body(d.after, d.changed_keys, p['custom_data'], before=current)
-        rest = m.lro('updating ' + what, lambda: client.virtual_machine_scale_sets.begin_update(rg, name, body), p['timeout'], wait=p['wait'])
-        result = model_from_rest(to_dict(rest)) if rest is not None else d.after
-    m.exit(changed=True, vmss=result, changes=d.changes, diff=d.diff)
+    def create(self, model):
+        body = create_body(model, self.params['custom_data'])
+        rest = self.lro('creating', lambda: self.client.virtual_machine_scale_sets.begin_create_or_update(self.resource_group, self.name, body))
+        created = model_from_rest(rest)
+        if created is not None and created['identity'] != 'None' and not created['principal_id']:
+            rest = self.read() or rest   # the identity's principal id appears once Azure has made it
+        return rest
+
+    def difference(self, current, desired):
+        d, errors = compare(current, desired, self.params['purge_tags'])
+        if errors or not d.changed:
+            return d, errors
+        if 'vm_size' in d.changed_keys and self.params['check_size']:
+            check_size(self.m, self.client, d.after['vm_size'], current['location'])
+        for i, change in enumerate(d.changes):
+            if change.startswith('custom_data_sha256:'):
+                d.changes[i] = 'custom_data: changed (sha256 %s -> %s)' % (current['custom_data_sha256'], d.after['custom_data_sha256'])
+        return d, errors
+
+    def update(self, d, current):
+        body = patch_body(d.after, d.changed_keys, self.params['custom_data'], before=current)
+        return self.lro('updating', lambda: self.client.virtual_machine_scale_sets.begin_update(self.resource_group, self.name, body))
+
+    def delete(self, current):
+        self.lro('deleting', lambda: self.client.virtual_machine_scale_sets.begin_delete(self.resource_group, self.name))
+
+
+def main():
+    ScaleSet.main()
 
 
 if __name__ == '__main__':

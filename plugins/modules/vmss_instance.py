@@ -43,22 +43,13 @@ options:
   protect_from_scale_set_actions:
     description: Protect the instances from scale set actions (leave unchanged when not set).
     type: bool
-  wait:
-    description: Wait for each operation to finish.
-    type: bool
-    default: true
   timeout:
-    description: Seconds to wait for each operation.
-    type: int
     default: 1800
 extends_documentation_fragment:
   - hashistack.azure.azure
+  - hashistack.azure.azure.wait
   - hashistack.azure.azure.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+  - hashistack.azure.azure.full_support
 author:
   - hashistack.azure maintainers (@hashistack)
 '''
@@ -94,8 +85,10 @@ changes:
   sample: ["upgrade: 2"]
 '''
 
-from ansible_collections.hashistack.azure.plugins.module_utils._azure import AzureModule, to_dict
-from ansible_collections.hashistack.azure.plugins.module_utils._vmss import instance_from_rest, model_from_rest
+from ansible_collections.hashistack.azure.plugins.module_utils._module import AzureModule, wait_argspec
+from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
+from ansible_collections.hashistack.azure.plugins.module_utils._vmss import model_from_rest
+from ansible_collections.hashistack.azure.plugins.module_utils._vmss_readers import instance_from_rest
 
 
 READ_ONLY_VM_KEYS = ('instanceView', 'provisioningState', 'latestModelApplied', 'vmId', 'resources', 'timeCreated')
@@ -117,14 +110,14 @@ def main():
         action=dict(type='str', choices=['none', 'restart', 'reimage', 'delete', 'upgrade'], default='none'),
         protect_from_scale_in=dict(type='bool'),
         protect_from_scale_set_actions=dict(type='bool'),
-        wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=1800),
+        **wait_argspec(1800)
     ))
     p = m.params
     rg, name = p['resource_group'], p['vmss_name']
     what = 'scale set %s in resource group %s' % (name, rg)
     compute = m.client('compute')
-    vmss = model_from_rest(to_dict(m.get('reading ' + what, compute.virtual_machine_scale_sets.get, rg, name)))
+    scale_set = to_dict(m.get('reading ' + what, compute.virtual_machine_scale_sets.get, rg, name))
+    vmss = model_from_rest(scale_set)
     if vmss is None:
         m.fail('Scale set %s does not exist in resource group %s.' % (name, rg))
     if vmss['orchestration_mode'] != 'Uniform':
@@ -142,7 +135,7 @@ def main():
         m.fail('Instance(s) %s are not in %s (it has %s).' % (', '.join(unknown), what, ', '.join(sorted(vms, key=lambda x: (len(x), x))) or 'none'))
     present = [i for i in wanted if i in vms]
     changes = []
-    before = dict((i, instance_from_rest(vms[i], {})) for i in present)
+    before = dict((i, instance_from_rest(vms[i], {}, scale_set)) for i in present)
     after = dict((i, dict(before[i])) for i in present)
 
     def lro(desc, starter):
@@ -191,7 +184,7 @@ def main():
     instances = [after[i] for i in present if i in after]
     if changed and not m.check_mode and p['wait']:
         fresh = list_vms()
-        instances = [instance_from_rest(fresh[i], {}) for i in present if i in fresh]
+        instances = [instance_from_rest(fresh[i], {}, scale_set) for i in present if i in fresh]
     m.exit(changed=changed, instances=instances, changes=changes,
            diff=dict(before=dict(instances=[before[i] for i in present]), after=dict(instances=[after[i] for i in present if i in after])))
 

@@ -20,7 +20,7 @@ with warnings.catch_warnings():
     warnings.simplefilter('ignore')
     init_plugin_loader([COLLECTIONS])
 
-from ansible_collections.hashistack.azure.plugins.module_utils import _azure  # noqa: E402
+from ansible_collections.hashistack.azure.plugins.module_utils import _auth, _sdk  # noqa: E402
 from azure.mgmt.compute import ComputeManagementClient  # noqa: E402
 from azure.mgmt.network import NetworkManagementClient  # noqa: E402
 from azure.mgmt.resource.resources import ResourceManagementClient  # noqa: E402
@@ -43,7 +43,7 @@ class Fleet:
     """Creates resource groups, networks and scale sets; waits for them."""
 
     def __init__(self, env, polling_interval=0.2):
-        self.session = _azure.AzureSession({}, env=dict(env))
+        self.session = _auth.AzureSession({}, env=dict(env))
         self.sub = self.session.subscription_id
         kwargs = {'polling_interval': polling_interval}
         self.resources = self.session.client(ResourceManagementClient, **kwargs)
@@ -69,7 +69,7 @@ class Fleet:
                     'subnets': [{'name': 'nodes', 'properties': {'addressPrefix': prefix}}],
                 },
             }).result()
-            vnet = _azure.to_dict(vnet)
+            vnet = _sdk.to_dict(vnet)
             subnet = vnet['properties']['subnets'][0]
             self._subnets[key] = subnet.get('id') or f"{vnet['id']}/subnets/nodes"
         return self._subnets[key]
@@ -118,7 +118,7 @@ class Fleet:
             spec = dict(spec)
             name = spec.pop('name')
             body = self.scale_set_body(name, **spec)
-            return _azure.to_dict(self.compute.virtual_machine_scale_sets.begin_create_or_update(rg, name, body).result())
+            return _sdk.to_dict(self.compute.virtual_machine_scale_sets.begin_create_or_update(rg, name, body).result())
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(create, specs))
 

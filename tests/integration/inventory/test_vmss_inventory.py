@@ -197,6 +197,47 @@ def test_tag_with_template_stays_literal(cluster, arm_env, tmp_path):
     assert 'uid=' not in play.stdout
 
 
+def test_vmss_info_reads_like_the_inventory(cluster, arm, arm_env, tmp_path):
+    """vmss_info and the inventory read scale sets the same way: the same requests, instances, addresses and power
+    states, the same tag filter (names case-insensitive, a list is any of)."""
+    tags = {'hashistack_pool': ['web', 'edge']}
+    mark = arm.mark()
+    hv = listing(run_inventory(tmp_path, arm_env, {'resource_groups': [RG], 'tags': tags}))[1]
+    inventory_calls = sorted(e['path'].lower() for e in arm_calls(requests_of(arm, mark)))
+
+    out = tmp_path / 'info.json'
+    playbook = tmp_path / 'info.yml'
+    playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'tasks': [
+        {'name': 'read', 'register': 'r', 'hashistack.azure.vmss_info': {
+            'resource_group': RG, 'tags': {'HASHISTACK_POOL': ['web', 'edge']}, 'include_instances': True}},
+        {'name': 'save', 'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': str(out), 'mode': '0600'}}]}]))
+    env = dict(os.environ)
+    env.update(arm_env)
+    env.update({'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS, 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_LOCAL_TEMP': str(tmp_path / 'tmp'),
+                'PATH': BIN + os.pathsep + env.get('PATH', '')})
+    mark = arm.mark()
+    play = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', str(playbook),
+                           '-e', f'ansible_python_interpreter={sys.executable}'],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert play.returncode == 0, play.stdout + play.stderr
+    info_calls = arm_calls(requests_of(arm, mark))
+    assert all(e['method'] == 'GET' for e in info_calls)
+    assert sorted(e['path'].lower() for e in info_calls) == inventory_calls
+
+    info = json.loads(out.read_text())
+    assert sorted(s['name'] for s in info['scale_sets']) == ['hs-edge', 'hs-web']
+    instances = {i['id'].lower(): i for s in info['scale_sets'] for i in s['instances']}
+    hosts = {v['azure_id'].lower(): v for v in hv.values()}
+    assert len(instances) == 4 and set(instances) == set(hosts)
+    for vm_id, inst in instances.items():
+        host = hosts[vm_id]
+        assert inst['private_ip'] and inst['private_ip'] == host['azure_private_ip'], vm_id
+        assert inst['power_state'] == host['azure_power_state'] == 'running'
+        assert inst['instance_id'] == host['azure_instance_id'] and inst['computer_name'] == host['azure_computer_name']
+        assert inst['orchestration_mode'] == host['azure_orchestration_mode']
+        assert inst['latest_model_applied'] == host['azure_latest_model']
+
+
 def test_throttling_is_survived(cluster, arm, arm_env, tmp_path):
     arm.fault(method='GET', path=r'/virtualMachineScaleSets/hs-servers/virtualMachines$', status=429, count=2, retry_after=1)
     arm.fault(method='GET', path=r'/virtualMachineScaleSets/hs-web/networkInterfaces$', status=429, count=1, retry_after=1)

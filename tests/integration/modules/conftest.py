@@ -108,8 +108,8 @@ def sdk(arm_env):
     import sys
     if COLLECTIONS not in sys.path:
         sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.hashistack.azure.plugins.module_utils import _azure
-    return _azure.AzureSession({}, env=dict(arm_env))
+    from ansible_collections.hashistack.azure.plugins.module_utils import _auth
+    return _auth.AzureSession({}, env=dict(arm_env))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import canned  # noqa: E402
 from ansible.inventory.manager import InventoryManager  # noqa: E402
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible_collections.hashistack.azure.plugins.inventory import vmss  # noqa: E402
+from ansible_collections.hashistack.azure.plugins.module_utils import _ids, _vmss_readers  # noqa: E402
 
 
 class FakeHttpError(HttpResponseError):
@@ -228,13 +229,14 @@ def test_cache_serves_second_load(build, tmp_path):
 # ---------------------------------------------------------------------------------------------- pure helpers
 
 def test_helpers():
-    assert vmss.tags_match({'Hashistack_Cluster': 'prod'}, {'hashistack_cluster': 'prod'})
-    assert not vmss.tags_match({'hashistack_cluster': 'Prod'}, {'hashistack_cluster': 'prod'})
-    assert vmss.tags_match({'a': 'x'}, {'a': ['y', 'x']})
-    assert vmss.tags_match({'a': ''}, {'a': None})
-    assert not vmss.tags_match({}, {'a': None})
-    assert vmss.power_state({'properties': {}}) == 'unknown'
-    assert vmss.parse_resource_id('/subscriptions/s/resourceGroups/RG/providers/x/y/z') == ('s', 'RG')
+    assert _vmss_readers.tags_match({'Hashistack_Cluster': 'prod'}, {'hashistack_cluster': 'prod'})
+    assert not _vmss_readers.tags_match({'hashistack_cluster': 'Prod'}, {'hashistack_cluster': 'prod'})
+    assert _vmss_readers.tags_match({'a': 'x'}, {'a': ['y', 'x']})
+    assert _vmss_readers.tags_match({'a': ''}, {'a': None})
+    assert not _vmss_readers.tags_match({}, {'a': None})
+    assert _vmss_readers.power_state({'properties': {}}) == 'unknown'
+    ids = _ids.parse_resource_id('/subscriptions/s/resourceGroups/RG/providers/x/y/z')
+    assert (ids['subscription'], ids['resource_group']) == ('s', 'RG')
     assert vmss.default_group_names({'azure_role': 'Server', 'azure_location': 'eastus'}) == [
         'consul_servers', 'nomad_servers', 'location_eastus']
 

@@ -6,7 +6,7 @@ import base64
 import copy
 import hashlib
 
-from ansible_collections.hashistack.azure.plugins.module_utils import _diff, _network, _vmss
+from ansible_collections.hashistack.azure.plugins.module_utils import _diff, _ids, _network, _vmss, _vmss_readers
 
 SUBNET = '/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/servers'
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGh9Vb7d8x0e7s9kq5V2t1b8pQz0m0Jr9ZyN0aXGk1Ql user@host'
@@ -76,7 +76,7 @@ def test_validate_address_space_ok():
 
 def test_nsg_id_and_same_id():
     assert _network.nsg_id('n', 's', 'rg') == '/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n'
-    assert _network.same_id('/A/b/', '/a/B')
+    assert _ids.same_id('/A/b/', '/a/B')
 
 
 # ------------------------------------------------------------------ _vmss
@@ -169,7 +169,7 @@ def test_instances_with_ips_from_nic_list():
     vm = dict(id=vm_id, name='servers_0', instanceId='0', properties=dict(
         latestModelApplied=False, protectionPolicy=dict(protectFromScaleIn=True),
         instanceView=dict(statuses=[dict(code='ProvisioningState/succeeded'), dict(code='PowerState/running')])))
-    inst = _vmss.instance_from_rest(vm, _vmss.nic_ips_by_vm(nics))
+    inst = _vmss_readers.instance_from_rest(vm, _vmss_readers.index_nics(nics))
     assert inst['private_ip'] == '10.0.1.4' and inst['private_ips'] == ['10.0.1.4', '10.0.1.9']
     assert inst['power_state'] == 'running' and inst['protect_from_scale_in'] is True and inst['latest_model_applied'] is False
 
