@@ -236,6 +236,25 @@ def test_without_the_notification_deletes_go_ahead_at_once(emu, az, rg):
     assert ids(az, rg) == ["0"] and emu.scheduled_events(vms["0"].id)["Events"] == []
 
 
+def test_flexible_member_delete_posts_terminate_for_its_vm_name(emu, az, rg):
+    subnet = network(az, rg)
+    model = vmss_model(subnet.id, 2, mode="Flexible")
+    model["properties"]["virtualMachineProfile"]["scheduledEventsProfile"] = {
+        "terminateNotificationProfile": {"enable": True}}              # notBeforeTimeout defaults to PT5M
+    vmss = az.compute.virtual_machine_scale_sets.begin_create_or_update(rg, "flex", model).result()
+    vms = sorted(az.compute.virtual_machines.list(rg, filter=f"'virtualMachineScaleSet/id' eq '{vmss.id}'"),
+                 key=lambda v: v.name)
+    asked = time.time()
+    poller = az.compute.virtual_machines.begin_delete(rg, vms[0].name)
+    event = emu.scheduled_events(vms[1].id)["Events"][0]              # the other member sees it too
+    assert (event["EventType"], event["Resources"]) == ("Terminate", [vms[0].name])
+    assert parsedate_to_datetime(event["NotBefore"]).timestamp() <= time.time() + 5 * 60
+    assert parsedate_to_datetime(event["NotBefore"]).timestamp() >= asked + 5 * 60 - 2
+    emu.approve_events(vms[0].id, [event["EventId"]])
+    poller.result()
+    assert [v.name for v in az.compute.virtual_machines.list(rg)] == [vms[1].name]
+
+
 def test_pending_events_survive_an_emulator_restart(tmp_path):
     emu = ArmEmulator(state_dir=str(tmp_path), provisioning_seconds=0.1).start()
     try:
