@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     serve.add_argument("--request-log", default=os.environ.get("SANDBOX_ARM_REQUEST_LOG", ""), metavar="DIR",
                        help="append every ARM request as a JSON line to DIR/arm-<port>-<pid>.jsonl "
                             "(default: $SANDBOX_ARM_REQUEST_LOG)")
+    serve.add_argument("--event-time-scale", type=float, default=1.0, metavar="F",
+                       help="multiply every Scheduled Events notice (terminate notification, Reboot, ...) by F; "
+                            "a test knob (default 1: the documented times)")
     serve.add_argument("--log-level", default="WARNING")
     env = sub.add_parser("env", help="print export lines for the AZURE_* variables of a running emulator")
     env.add_argument("--state", required=True, help="the emulator's state directory")
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     config = Config(state_dir=args.state, latency_ms=args.latency_ms, provisioning_seconds=args.provisioning_seconds,
                     network_seconds=args.network_seconds, retry_after=max(1.0, args.retry_after),
                     page_size=args.page_size, backend_parallelism=args.backend_parallelism,
-                    request_log=args.request_log)
+                    request_log=args.request_log, event_time_scale=args.event_time_scale)
     app = App(config, backend)
     server = make_server(app, args.port)
 

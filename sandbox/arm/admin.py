@@ -10,6 +10,13 @@ POST /_sandbox/reset                 forget every resource, fault, quota overrid
 POST /_sandbox/identity-token        {"principal_id", "resource"?} -> managed identity token (IMDS shape)
 GET  /_sandbox/instances             the backend instance dicts of every instance (debugging, hosts)
 GET  /_sandbox/health                {"ok": true, "idle": <no LRO running>}
+GET  /_sandbox/scheduled-events?instance=ID   that instance's Scheduled Events document, as IMDS serves it
+                                     (counts as the instance polling: enrols its scale set); without
+                                     instance: {"documents": {group: document}} (no enrolment)
+POST /_sandbox/scheduled-events?instance=ID   {"StartRequests": [{"EventId"}]}: approval sent by that instance
+POST /_sandbox/scheduled-events/platform      {"instances": [ID], "EventType": Freeze|Reboot|Redeploy|Preempt,
+                                     "NotBeforeSeconds"?, "Description"?, "DurationInSeconds"?}: platform event
+PUT  /_sandbox/scheduled-events/time-scale    {"scale": F}: every new event's notice times F (tests)
 """
 from __future__ import annotations
 
@@ -116,6 +123,7 @@ def put_provisioning(app, req):
 
 @route("POST", r"/_sandbox/reset", auth=False)
 def reset(app, req):
+    app.events.cancel_all()  # operations waiting for Scheduled Events end now (everything is deleted anyway)
     app.lro.drain(timeout=60)
     for rec in app.store.of_type(resources.RG_TYPE):
         resources.delete_group_now(app, rec["body"]["id"])
@@ -125,6 +133,7 @@ def reset(app, req):
     with app.log_lock:
         app.log.clear()
     app.config.latency_ms = app.initial_latency
+    app.config.event_time_scale = app.initial_event_time_scale
     app.ensure_owner_assignment()
     return Response(200, {"reset": True})
 
@@ -146,3 +155,48 @@ def instances(app, req):
 @route("GET", r"/_sandbox/health", auth=False)
 def health(app, req):
     return Response(200, {"ok": True, "idle": app.lro.idle(), "port": app.config.port})
+
+
+@route("GET", r"/_sandbox/scheduled-events", auth=False)
+def scheduled_events(app, req):
+    rid = req.q("instance")
+    if not rid:
+        return Response(200, {"documents": app.events.documents()})
+    doc = app.events.document(rid)
+    if doc is None:
+        raise ArmError(404, "NotFound", f"No instance '{rid}'.")
+    app.events.polled(rid)
+    return Response(200, doc)
+
+
+@route("POST", r"/_sandbox/scheduled-events", auth=False)
+def approve_scheduled_events(app, req):
+    rid = req.q("instance") or ""
+    body = req.body if isinstance(req.body, dict) else {}
+    starts = body.get("StartRequests")
+    if not isinstance(starts, list) or not all(isinstance(s, dict) and isinstance(s.get("EventId"), str)
+                                               for s in starts):
+        raise ArmError(400, "BadRequest", 'expected {"StartRequests": [{"EventId": "..."}]}')
+    if app.store.get(rid) is None:
+        raise ArmError(404, "NotFound", f"No instance '{rid}'.")
+    try:
+        app.events.approve(rid, [s["EventId"] for s in starts])
+    except KeyError as exc:
+        raise ArmError(400, "UnknownEventId", f"No event {', '.join(exc.args[0])} in the Scheduled Events of "
+                                              f"'{rid}'.") from None
+    return Response(200, {})
+
+
+@route("POST", r"/_sandbox/scheduled-events/platform", auth=False)
+def platform_scheduled_event(app, req):
+    event, op = compute.post_platform_event(app, req)
+    return Response(201, {"event": event, "operation": app.lro.url(op)})
+
+
+@route("PUT", r"/_sandbox/scheduled-events/time-scale", auth=False)
+def put_event_time_scale(app, req):
+    scale = float((req.body or {}).get("scale", 1.0))
+    if not scale > 0:
+        raise ArmError(400, "BadRequest", "scale must be > 0")
+    app.config.event_time_scale = scale
+    return Response(200, {"scale": scale})

@@ -23,6 +23,11 @@ LOG = logging.getLogger("sandbox.arm.lro")
 JOBS: dict = {}
 
 
+class Interrupted(Exception):
+    """Raised by a job that stops waiting because the emulator shuts down: its operation stays InProgress
+    in the state file and the job runs again after the restart (``Lro.resume``)."""
+
+
 def job(name: str):
     def deco(fn):
         JOBS[name] = fn
@@ -80,6 +85,8 @@ class Lro:
                 return
             result = JOBS[op["job"]["kind"]](self.app, op, **op["job"]["args"])
             self._finish(op, "Succeeded", result=result)
+        except Interrupted:
+            LOG.info("job %s interrupted by the shutdown; resumed at the next start", op["job"]["kind"])
         except ArmError as exc:
             self._finish(op, "Failed", error=exc.as_operation_error())
         except Exception as exc:  # noqa: BLE001 - any failure becomes a Failed operation, as in ARM

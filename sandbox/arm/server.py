@@ -26,6 +26,7 @@ from .errors import ArmError
 from .lro import Lro
 from .resources import authorization
 from .router import Request, Response
+from .scheduled_events import ScheduledEvents
 from .store import Store
 
 LOG = logging.getLogger("sandbox.arm")
@@ -43,12 +44,14 @@ class Config:
     page_size: int = 100
     backend_parallelism: int = 8
     request_log: str = ""  # directory: every ARM request is appended to <dir>/arm-<port>-<pid>.jsonl
+    event_time_scale: float = 1.0  # Scheduled Events notice multiplier (a test knob; 1 = the documented times)
 
 
 class App:
     def __init__(self, config: Config, backend: InstanceBackend | None = None):
         self.config = config
         self.initial_latency = config.latency_ms
+        self.initial_event_time_scale = config.event_time_scale
         os.makedirs(config.state_dir, exist_ok=True)
         self.ca_path, self.cert_path, self.key_path = ensure_certs(config.state_dir)
         self.backend = backend or InstanceBackend()
@@ -58,6 +61,7 @@ class App:
         self.log_lock = threading.Lock()
         self.fault_lock = threading.Lock()
         self.lro = Lro(self)
+        self.events = ScheduledEvents(self)
         self.base = ""
         self.auth: Auth | None = None
 
@@ -204,6 +208,7 @@ class App:
                     fh.write(json.dumps(line) + "\n")
 
     def close(self) -> None:
+        self.events.close()
         self.lro.drain(timeout=30)
         self.store.close()
         self.backend.close()

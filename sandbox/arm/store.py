@@ -2,7 +2,8 @@
 
 Every ARM object (resource groups, networks, scale sets, instances, role assignments ...) is a
 record ``{"body": <ARM JSON as returned on GET>, "x": <internal fields>}`` keyed by its lower-cased
-ARM id. Long-running operations, quotas and counters live in the same document so a restart
+ARM id. Long-running operations, quotas, counters and the instances' Scheduled Events live in the
+same document so a restart
 of ``serve --state DIR`` loses nothing.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Store:
 
     @staticmethod
     def _empty() -> dict:
-        return {"resources": {}, "operations": {}, "quotas": {}, "counters": {}, "settings": {}}
+        return {"resources": {}, "operations": {}, "quotas": {}, "counters": {}, "settings": {},
+                "scheduled_events": {}}
 
     # -- records ------------------------------------------------------------------------------
     def get(self, rid: str) -> dict | None:

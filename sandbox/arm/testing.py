@@ -208,6 +208,30 @@ class ArmEmulator:
     def instances(self) -> list[dict]:
         return self._admin("GET", "/instances")["instances"]
 
+    # -- Scheduled Events (as IMDS serves them; see sandbox/arm/scheduled_events.py) ----------------
+    def scheduled_events(self, instance_id: str | None = None) -> dict:
+        """The document instance ``instance_id`` (ARM id) polls (this enrols its scale set); without an id
+        every group's document, keyed by scale set id (no enrolment)."""
+        from urllib.parse import quote
+        if instance_id is None:
+            return self._admin("GET", "/scheduled-events")["documents"]
+        return self._admin("GET", f"/scheduled-events?instance={quote(instance_id, safe='')}")
+
+    def approve_events(self, instance_id: str, event_ids: list[str]) -> None:
+        """``StartRequests`` for ``event_ids`` sent by instance ``instance_id``."""
+        from urllib.parse import quote
+        self._admin("POST", f"/scheduled-events?instance={quote(instance_id, safe='')}",
+                    {"StartRequests": [{"EventId": e} for e in event_ids]})
+
+    def platform_event(self, instance_ids: list[str], event_type: str, **extra) -> dict:
+        """A platform event (Freeze, Reboot, Redeploy, Preempt) on instances of one scale set."""
+        return self._admin("POST", "/scheduled-events/platform",
+                           {"instances": list(instance_ids), "EventType": event_type, **extra})["event"]
+
+    def set_event_time_scale(self, scale: float) -> None:
+        """Every Scheduled Event posted from now on gets ``scale`` times its notice (a test knob)."""
+        self._admin("PUT", "/scheduled-events/time-scale", {"scale": scale})
+
     def wait_idle(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout
         while not self._admin("GET", "/health")["idle"]:

@@ -20,7 +20,9 @@ Mapping (documented decisions):
   local-hostname; user-data = decoded custom data, so cloud-init runs it at first boot.
 - IMDS answers from the emulator's live instance view (``GET /_sandbox/instances``), falling
   back to the document given at creation; identity tokens come from
-  ``POST /_sandbox/identity-token``.
+  ``POST /_sandbox/identity-token``; Scheduled Events and their approvals from
+  ``/_sandbox/scheduled-events?instance=<ARM id>`` (the host's ``arm_id``), all at the URL ``bind``
+  registers (``host.set_arm``), so a restarted emulator is found again.
 - Hosts reach the emulator as ``https://management.azure.com`` (gateway:443 DNAT'ed to the
   emulator, its CA installed in each host).
 - The sandbox of an emulator lives in ``<state_dir>/hosts-run`` (own run dir, so it never

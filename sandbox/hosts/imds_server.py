@@ -12,6 +12,8 @@ Behaves like the real IMDS on the wire:
 - ``GET /metadata/identity/oauth2/token?api-version=...&resource=...``: token of the
   instance's system-assigned identity, issued by the ARM emulator
   (``POST /_sandbox/identity-token``); no identity: 400 ``Identity not found``.
+- ``GET``/``POST /metadata/scheduledevents?api-version=...``: the instance's Scheduled Events from
+  the ARM emulator, and their approval (``imds_events.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from . import imds_events
 from .procs import pids_with_cmdline
 
 API_VERSIONS = ["2017-03-01", "2017-04-02", "2017-08-01", "2017-10-01", "2017-12-01", "2018-02-01",
@@ -116,23 +119,51 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") == imds_events.PATH and self.command == "POST":
+            return self._scheduled_events(url, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         self._send(405, {"error": "Method not allowed. Only GET is supported."})
 
     do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def _header_error(self, path: str) -> dict | None:
+        """The 400 body for a request IMDS refuses by its headers, None when they are fine."""
+        identity = path.startswith("/metadata/identity")
+        if self.headers.get("X-Forwarded-For") is not None:
+            return {"error": "invalid_request", "error_description": "Request contains X-Forwarded-For header"} \
+                if identity else {"error": "Bad request. Request contains X-Forwarded-For header"}
+        if (self.headers.get("Metadata") or "").lower() != "true":
+            return {"error": "invalid_request", "error_description": "Required metadata header not specified"} \
+                if identity else {"error": "Bad request. Required metadata header not specified"}
+        return None
+
+    def _scheduled_events(self, url, raw: bytes | None = None):
+        """GET (raw None) or POST of /metadata/scheduledevents (imds_events.py)."""
+        refused = self._header_error(url.path)
+        if refused:
+            return self._send(400, refused)
+        version = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}.get("api-version")
+        bad = imds_events.version_error(version)
+        if bad:
+            return self._send(400, bad)
+        host = self.server.state.host_by_ip(self.client_address[0])
+        if host is None:
+            return self._send(404, {"error": "Not found"})
+        arm = self.server.state.get().get("arm") or {}
+        if raw is None:
+            return self._send(*imds_events.get(arm, host, version))
+        status, body = imds_events.post(arm, host, raw)
+        return self._send(status, body if body is not None else b"")
 
     def do_GET(self):  # noqa: N802
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path.rstrip("/")
-        identity = path.startswith("/metadata/identity")
-        if self.headers.get("X-Forwarded-For") is not None:
-            return self._send(400, {"error": "invalid_request", "error_description":
-                                    "Request contains X-Forwarded-For header"} if identity else
-                              {"error": "Bad request. Request contains X-Forwarded-For header"})
-        if (self.headers.get("Metadata") or "").lower() != "true":
-            return self._send(400, {"error": "invalid_request", "error_description":
-                                    "Required metadata header not specified"} if identity else
-                              {"error": "Bad request. Required metadata header not specified"})
+        if path == imds_events.PATH:
+            return self._scheduled_events(url)
+        refused = self._header_error(path)
+        if refused:
+            return self._send(400, refused)
         if path == "/metadata/versions":
             return self._send(200, {"apiVersions": API_VERSIONS})
         if not q.get("api-version"):

@@ -11,11 +11,12 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import quotas, registry
+from .. import quotas, registry, scheduled_events
 from ..backend import InstanceBackend
 from ..errors import ArmError, entity_not_found, invalid_parameter, not_found
 from ..lro import job
 from ..router import RG, SUB, Response, paged, route, type_path
+from ..scheduled_events import MIN_NOTICE
 from ..util import check_name, deep, get_path, merge_patch, new_guid, normalize_location, now_iso, strip_secrets
 from . import catalog, network
 from .resources import list_routes, require_rg
@@ -167,6 +168,69 @@ def _validate_profile(app, rid: str, body: dict, location: str, flexible: bool) 
             vnet = app.store.get(subnet.rsplit("/subnets/", 1)[0])
             if vnet and vnet["body"]["location"] != location:
                 raise network.invalid_reference(app, subnet, rid)
+
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def iso8601_seconds(value) -> float | None:
+    """Seconds of an ISO 8601 duration (``PT5M``, ``PT900S``, ``PT1H``), None when it is not one."""
+    m = _DURATION.match(value) if isinstance(value, str) and value not in ("P", "") else None
+    if not m:
+        return None
+    d, h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + sec
+
+
+def _unknown_member(member: str, owner: str) -> ArmError:
+    """What CRP answers for a property its api-version does not have (as the docs' troubleshooting quotes)."""
+    return ArmError(400, "BadRequest", f"Could not find member '{member}' on object of type '{owner}'.")
+
+
+def _validate_scheduling(req, spec: dict) -> None:
+    """scheduledEventsProfile and scaleInPolicy as CRP takes them (terminate-notification and scale-in-policy
+    docs, ComputeRP TerminateNotificationProfile / OSImageNotificationProfile / ScaleInPolicy): both need
+    api-version 2019-03-01 or later in the request that sends them."""
+    body = req.body if isinstance(req.body, dict) else {}
+    old_api = (req.api_version or "9") < "2019-03-01"
+    if old_api and get_path(body, "properties.virtualMachineProfile.scheduledEventsProfile") is not None:
+        raise _unknown_member("scheduledEventsProfile", "VirtualMachineProfile")
+    if old_api and get_path(body, "properties.scaleInPolicy") is not None:
+        raise _unknown_member("scaleInPolicy", "properties")
+    profile = get_path(spec, "properties.virtualMachineProfile") or {}
+    events = profile.get("scheduledEventsProfile") or {}
+    terminate = events.get("terminateNotificationProfile") or {}
+    timeout = terminate.get("notBeforeTimeout")
+    if timeout is not None:
+        seconds = iso8601_seconds(timeout)
+        if seconds is None:
+            raise invalid_parameter(f"The value '{timeout}' of parameter 'notBeforeTimeout' is not a valid ISO 8601 "
+                                    "duration.", "scheduledEventsProfile.terminateNotificationProfile.notBeforeTimeout")
+        if not 300 <= seconds <= 900:
+            raise invalid_parameter(f"The value '{timeout}' of parameter 'notBeforeTimeout' is out of range. The value "
+                                    "must be between 'PT5M' and 'PT15M', inclusive.",
+                                    "scheduledEventsProfile.terminateNotificationProfile.notBeforeTimeout")
+    if terminate.get("enable") and profile.get("priority") == "Spot":
+        raise invalid_parameter("Terminate notifications cannot be enabled on Spot instances.",
+                                "scheduledEventsProfile.terminateNotificationProfile.enable")
+    os_image = events.get("osImageNotificationProfile") or {}
+    if os_image.get("notBeforeTimeout") not in (None, "PT15M"):
+        raise invalid_parameter(f"The value '{os_image['notBeforeTimeout']}' of parameter 'notBeforeTimeout' is not "
+                                "valid. The value must be 'PT15M'.",
+                                "scheduledEventsProfile.osImageNotificationProfile.notBeforeTimeout")
+    if os_image.get("enable"):
+        raise ArmError(400, "SandboxNotImplemented", "sandbox.arm does not emulate OS image Scheduled Events "
+                       "(scheduledEventsProfile.osImageNotificationProfile.enable); leave it out or false.")
+    policy = get_path(spec, "properties.scaleInPolicy")
+    if policy is not None:
+        rules = (policy or {}).get("rules")
+        if not rules:
+            raise ArmError(400, "BadRequest", "Virtual Machine Scale Sets scale in policy must contain at least one "
+                                              "rule.")
+        for rule in rules:
+            if rule not in ("Default", "NewestVM", "OldestVM"):
+                raise invalid_parameter(f"The value '{rule}' of parameter 'scaleInPolicy.rules' is not valid. Valid "
+                                        "values are 'Default', 'NewestVM', 'OldestVM'.", "scaleInPolicy.rules")
 
 
 def _primary_subnet(profile: dict) -> tuple[dict, str, str | None]:
@@ -326,6 +390,7 @@ def _write_vmss(app, req, rg, name, spec, patch):
         raise invalid_parameter(f"The zones '{','.join(zones)}' are not valid for location '{location}'. "
                                 "Valid zones are 1, 2, 3.", "zones")
     _validate_profile(app, rid, spec, location, flexible)
+    _validate_scheduling(req, spec)
     with app.store.lock:
         old = app.store.get(rid)
         if old is None and patch:
@@ -370,11 +435,14 @@ def _write_vmss(app, req, rg, name, spec, patch):
                 v["body"]["properties"]["provisioningState"] = "Deleting"
         policy = get_path(body, "properties.upgradePolicy.mode", "Manual")
         if model_changed and not flexible and policy in ("Automatic", "Rolling"):
-            upgrade = [r["body"]["id"] for r in live if r not in deleted and r["body"]["id"] not in created]
+            # instances protected from scale-set actions keep their model (instance protection docs)
+            upgrade = [r["body"]["id"] for r in live if r not in deleted and r["body"]["id"] not in created
+                       and not _protected_from_scale_set_actions(r)]
         app.store.touch()
+    events = _schedule_terminate(app, deleted)
     op = app.lro.start(req, NS, location, "vmss_provision",
                        {"vmss": rec["body"]["id"], "create": created, "delete": [d["body"]["id"] for d in deleted],
-                        "upgrade": upgrade, "rolling": policy == "Rolling"}, rec["body"]["id"])
+                        "upgrade": upgrade, "rolling": policy == "Rolling", "events": events}, rec["body"]["id"])
     view = render_vmss(app, rec)
     return Response(200 if old else 201, view, app.lro.headers(op, location=False))
 
@@ -458,29 +526,66 @@ def render_vmss(app, rec) -> dict:
     return deep(rec["body"])
 
 
-def _scale_in_victims(vrec, live: list, count: int) -> list:
-    protected = [r for r in live if get_path(r["body"], "properties.protectionPolicy.protectFromScaleIn")]
-    candidates = [r for r in live if r not in protected]
-    if len(candidates) < count:
-        raise ArmError(409, "OperationNotAllowed",
-                       f"Scale-in of {count} instance(s) is not possible: only {len(candidates)} instance(s) are not "
-                       "protected from scale-in.")
-    rule = (get_path(vrec["body"], "properties.scaleInPolicy.rules") or ["Default"])[0]
-    victims = []
-    pool = list(candidates)
-    for _ in range(count):
-        if rule == "OldestVM":
-            pick = min(pool, key=lambda r: r["x"]["seq"])
-        else:  # Default: balance zones, then highest instance id; NewestVM: highest id
-            by_zone = {}
-            for r in pool + [p for p in protected]:
-                by_zone.setdefault(r["x"].get("zone") or "", []).append(r)
-            zone = max(by_zone, key=lambda z: (len(by_zone[z]), z)) if rule == "Default" else None
-            choices = [r for r in pool if zone is None or (r["x"].get("zone") or "") == zone] or pool
-            pick = max(choices, key=lambda r: r["x"]["seq"])
+def fault_domain(seq: int) -> int:
+    """The platform fault (and update) domain of an instance (its instance view, IMDS and scale-in balancing)."""
+    return seq % 5
+
+
+def _protected_from_scale_set_actions(rec) -> bool:
+    return bool(get_path(rec["body"], "properties.protectionPolicy.protectFromScaleSetActions"))
+
+
+def _protected_from_scale_in(rec) -> bool:
+    policy = get_path(rec["body"], "properties.protectionPolicy") or {}
+    return bool(policy.get("protectFromScaleIn") or policy.get("protectFromScaleSetActions"))
+
+
+def pick_scale_in(live: list[dict], count: int, rule: str, zonal: bool) -> list[dict]:
+    """The instances a scale-in removes, in order (virtual-machine-scale-sets-scale-in-policy.md). ``live``:
+    ``{"seq", "zone", "protected"}`` of every instance (seq = instance id = creation order). Protected
+    instances are never picked but count for the balance. Zonal sets are first balanced across zones
+    (candidates from the most populated zones that have one); then Default balances fault domains (best
+    effort) and takes the highest instance id, NewestVM the newest, OldestVM the oldest. Returns fewer
+    than ``count`` when not enough instances are unprotected."""
+    def most_populated(candidates, scope, population):
+        counts = {}
+        for i in scope:
+            counts[population(i)] = counts.get(population(i), 0) + 1
+        top = max(counts[population(c)] for c in candidates)
+        return [c for c in candidates if counts[population(c)] == top]
+
+    def zone(i):
+        return i["zone"] or ""
+
+    pool, picked = list(live), []
+    while len(picked) < count:
+        candidates = [i for i in pool if not i["protected"]]
+        if not candidates:
+            break
+        scope = pool
+        if zonal:
+            candidates = most_populated(candidates, pool, zone)
+            zones = {zone(c) for c in candidates}
+            scope = [i for i in pool if zone(i) in zones]
+        if rule == "Default":
+            candidates = most_populated(candidates, scope, lambda i: fault_domain(i["seq"]))
+        choose = min if rule == "OldestVM" else max
+        pick = choose(candidates, key=lambda i: i["seq"])
         pool.remove(pick)
-        protected = [p for p in protected]
-        victims.append(pick)
+        picked.append(pick)
+    return picked
+
+
+def _scale_in_victims(vrec, live: list, count: int) -> list:
+    rule = (get_path(vrec["body"], "properties.scaleInPolicy.rules") or ["Default"])[0]
+    view = [{"seq": r["x"]["seq"], "zone": r["x"].get("zone"), "protected": _protected_from_scale_in(r), "rec": r}
+            for r in live]
+    victims = [i["rec"] for i in pick_scale_in(view, count, rule, zonal=bool(vrec["body"].get("zones")))]
+    if len(victims) < count:
+        free = len([i for i in view if not i["protected"]])
+        raise ArmError(409, "OperationNotAllowed",
+                       f"Scale-in of {count} instance(s) is not possible: only {free} instance(s) are not "
+                       "protected from scale-in.")
     return victims
 
 
@@ -665,7 +770,7 @@ def instance_view_body(app, rec) -> dict:
     view = {}
     if vrec and vrec["body"]["properties"].get("singlePlacementGroup"):
         view["placementGroupId"] = vrec["body"]["properties"]["uniqueId"]
-    return view | {"platformUpdateDomain": x["seq"] % 5, "platformFaultDomain": x["seq"] % 5,
+    return view | {"platformUpdateDomain": fault_domain(x["seq"]), "platformFaultDomain": fault_domain(x["seq"]),
             "computerName": x["computer_name"], "osName": "debian", "osVersion": "12",
             "vmAgent": {"vmAgentVersion": "2.9.1.1" if power == "running" else "Unknown",
                         "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
@@ -698,8 +803,8 @@ def imds_document(app, rec) -> dict:
                       "disablePasswordAuthentication": str(
                           get_path(osp, "linuxConfiguration.disablePasswordAuthentication", True)).lower()},
         "osType": "Windows" if _is_windows(model) else "Linux", "placementGroupId": vrec["body"]["properties"]["uniqueId"] if vrec else "",
-        "plan": {"name": "", "product": "", "publisher": ""}, "platformFaultDomain": str(x["seq"] % 5),
-        "platformSubFaultDomain": "", "platformUpdateDomain": str(x["seq"] % 5), "priority": "",
+        "plan": {"name": "", "product": "", "publisher": ""}, "platformFaultDomain": str(fault_domain(x["seq"])),
+        "platformSubFaultDomain": "", "platformUpdateDomain": str(fault_domain(x["seq"])), "priority": "",
         "provider": "Microsoft.Compute", "publicKeys": [{"keyData": k.get("keyData", ""), "path": k.get("path", "")}
                                                        for k in keys],
         "publisher": image.get("publisher", ""), "resourceGroupName": rg, "resourceId": vm_resource,
@@ -784,12 +889,88 @@ def _remove_instance(app, rec) -> None:
     network.release_ip(app, x["subnet_id"], x["ip"])
     app.store.delete(x["nic_id"])
     app.store.delete(rec["body"]["id"])
+    app.events.forget_instance(rec["body"]["id"])
+
+
+# -- Scheduled Events posted by operations (sandbox/arm/scheduled_events.py) ------------------------
+# restart / redeploy of an instance whose scale set is enrolled in Scheduled Events (scheduled-events.md,
+# "User-initiated maintenance"; descriptions as the docs and Azure-Samples/scheduled-events-mock-server show)
+_USER_EVENTS = {
+    "restart": ("Reboot", "userInitiatedReboot", "Virtual machine is going to be restarted as requested by authorized "
+                                                 "user."),
+    "redeploy": ("Redeploy", "userInitiatedRedeploy", "Virtual machine is going to be redeployed as requested by "
+                                                      "authorized user.")}
+# what a platform event (admin API) does to its instances when it starts
+PLATFORM_EVENTS = {"Freeze": "freeze", "Reboot": "restart", "Redeploy": "redeploy", "Preempt": "evict"}
+_PLATFORM_DESCRIPTIONS = {"Freeze": "Virtual machine is being paused because of a memory-preserving Live Migration "
+                                    "operation.",
+                          "Reboot": "Host server is undergoing maintenance.",
+                          "Redeploy": "Virtual machine has encountered a failure.", "Preempt": ""}
+
+
+def _terminate_notice(rec) -> float | None:
+    """Seconds of notice a delete gives this instance: the terminate notification of the model the instance
+    runs (a changed scale-set profile applies once the instance is on the latest model), None when off."""
+    profile = get_path(rec["x"]["model"] or {}, "scheduledEventsProfile.terminateNotificationProfile") or {}
+    if not profile.get("enable"):
+        return None
+    return iso8601_seconds(profile.get("notBeforeTimeout") or "PT5M")  # the documented default
+
+
+def _schedule_terminate(app, recs) -> dict:
+    """Terminate events for the instances about to be deleted that have the notification on: {id: EventId}."""
+    out = {}
+    for rec in recs:
+        notice = _terminate_notice(rec)
+        if notice is not None:
+            out[rec["body"]["id"]] = app.events.schedule([rec], "Terminate", notice, "User")
+    return out
+
+
+def _schedule_user_action(app, recs, action: str) -> dict:
+    """Reboot / Redeploy events of a user restart / redeploy, for instances of enrolled scale sets: {id: EventId}."""
+    if action not in _USER_EVENTS:
+        return {}
+    event_type, policy, description = _USER_EVENTS[action]
+    out = {}
+    for rec in recs:
+        if not app.events.enrolled(rec):
+            continue
+        vrec = _vmss_of(app, rec)
+        auto = get_path(vrec["body"] if vrec else {}, f"properties.scheduledEventsPolicy.{policy}.automaticallyApprove")
+        out[rec["body"]["id"]] = app.events.schedule([rec], event_type, MIN_NOTICE[event_type], "User", description,
+                                                     started=bool(auto))
+    return out
+
+
+def post_platform_event(app, req) -> tuple[dict, dict]:
+    """Admin API: the platform schedules maintenance (Freeze, Reboot, Redeploy) or a Spot eviction (Preempt) on
+    instances of one scale set; it is carried out when approved or at NotBefore. Returns (event, operation)."""
+    spec = req.body if isinstance(req.body, dict) else {}
+    event_type = spec.get("EventType")
+    if event_type not in PLATFORM_EVENTS:
+        raise ArmError(400, "BadRequest", f"EventType must be one of {', '.join(PLATFORM_EVENTS)}.")
+    ids = spec.get("instances") or ([spec["instance"]] if spec.get("instance") else [])
+    recs = [app.store.get(i) for i in ids]
+    if not recs or None in recs:
+        raise ArmError(404, "NotFound", f"No such instance among {ids}.")
+    if len({scheduled_events.group_of(r) for r in recs}) != 1:
+        raise ArmError(400, "BadRequest", "One event names instances of one scale set (its placement group).")
+    notice = float(spec.get("NotBeforeSeconds", MIN_NOTICE[event_type]))
+    event_id = app.events.schedule(recs, event_type, notice, "Platform",
+                                   spec.get("Description", _PLATFORM_DESCRIPTIONS[event_type]),
+                                   int(spec.get("DurationInSeconds", 5 if event_type == "Freeze" else -1)))
+    op = app.lro.start(req, NS, recs[0]["body"]["location"], "platform_event",
+                       {"event": event_id, "action": PLATFORM_EVENTS[event_type]}, recs[0]["body"]["id"])
+    event = next(e for e in app.events.document(recs[0]["body"]["id"])["Events"] if e["EventId"] == event_id)
+    return event, op
 
 
 @job("vmss_provision")
-def vmss_provision(app, op, vmss, create=(), delete=(), upgrade=(), rolling=False):
+def vmss_provision(app, op, vmss, create=(), delete=(), upgrade=(), rolling=False, events=None):
     time.sleep(app.config.provisioning_seconds)
     failures = []
+    events = events or {}
 
     def do_create(rid):
         rec = app.store.get(rid)
@@ -802,14 +983,12 @@ def vmss_provision(app, op, vmss, create=(), delete=(), upgrade=(), rolling=Fals
             _set_state(app, rec, "Failed")
             failures.append(f"{rec['body']['name']}: {exc}")
 
-    def do_delete(rid):
-        rec = app.store.get(rid)
-        if rec is None:
-            return
+    def do_delete(rec):
         app.backend.instance_deleted(instance_dict(app, rec))
         _remove_instance(app, rec)
 
-    _parallel(app, do_delete, list(delete))
+    _parallel(app, do_delete, [r for r in map(app.store.get, delete) if r and r["body"]["id"] not in events])
+    app.events.run(op["name"], list(events.values()), lambda recs: _parallel(app, do_delete, recs))
     _parallel(app, do_create, list(create))
     vrec = app.store.get(vmss)
     if vrec is not None and upgrade:
@@ -911,13 +1090,34 @@ def _instance_action(app, rec, action: str) -> None:
     elif action in ("poweroff", "deallocate"):
         app.backend.instance_stopped(inst, deallocated=action == "deallocate")
         _set_state(app, rec, "Succeeded", "deallocated" if action == "deallocate" else "stopped")
+    elif action == "evict":  # a Spot eviction: the model's evictionPolicy (Deallocate by default, or Delete)
+        if get_path(rec["x"]["model"] or {}, "evictionPolicy") == "Delete":
+            _instance_action(app, rec, "delete")
+            _sync_capacity(app, rec["x"].get("vmss_id"))
+        else:
+            _instance_action(app, rec, "deallocate")
     elif action == "delete":
         app.backend.instance_deleted(inst)
         _remove_instance(app, rec)
 
 
+def _sync_capacity(app, vmss) -> None:
+    """After instances were deleted by id, the scale set's capacity is the number it has left."""
+    vrec = app.store.get(vmss) if vmss else None
+    if vrec:
+        with app.store.lock:
+            vrec["body"]["sku"]["capacity"] = len(instances_of(app, vrec))
+            vrec["x"]["spec"].setdefault("sku", {})["capacity"] = vrec["body"]["sku"]["capacity"]
+            app.store.touch()
+
+
+@job("platform_event")
+def platform_event_job(app, op, event, action):
+    app.events.run(op["name"], [event], lambda recs: _parallel(app, lambda r: _instance_action(app, r, action), recs))
+
+
 @job("instance_action")
-def instance_action_job(app, op, ids, action, vmss=None):
+def instance_action_job(app, op, ids, action, vmss=None, events=None):
     time.sleep(min(app.config.provisioning_seconds, 0.5))
     if action == "manualupgrade":
         vrec = app.store.get(vmss)
@@ -927,15 +1127,15 @@ def instance_action_job(app, op, ids, action, vmss=None):
         vrec = app.store.get(vmss)
         _upgrade(app, vrec, ids, rolling=True, reimage=action == "osrollingupgrade")
         return None
+    events = events or {}
     recs = [r for r in (app.store.get(i) for i in ids) if r is not None]
-    _parallel(app, lambda r: _instance_action(app, r, action), recs)
-    if action == "delete" and vmss:
-        vrec = app.store.get(vmss)
-        if vrec:
-            with app.store.lock:
-                vrec["body"]["sku"]["capacity"] = len(instances_of(app, vrec))
-                vrec["x"]["spec"].setdefault("sku", {})["capacity"] = vrec["body"]["sku"]["capacity"]
-                app.store.touch()
+
+    def act(recs):
+        _parallel(app, lambda r: _instance_action(app, r, action), recs)
+    act([r for r in recs if r["body"]["id"] not in events])  # no Scheduled Event: at once
+    app.events.run(op["name"], list(events.values()), act)  # the others when their event starts
+    if action == "delete":
+        _sync_capacity(app, vmss)
     return None
 
 
@@ -1056,7 +1256,7 @@ def vmss_action(app, req, sub, rg, vmss, action):
                                         "VM instanceId.", "instanceIds")
             chosen.append(members[str(iid).lower()])
     if action not in ("delete",):
-        chosen = [r for r in chosen if not get_path(r["body"], "properties.protectionPolicy.protectFromScaleSetActions")]
+        chosen = [r for r in chosen if not _protected_from_scale_set_actions(r)]
     if action in ("osrollingupgrade", "extensionrollingupgrade") and flexible:
         _uniform_only(vrec)
     ids = [r["body"]["id"] for r in chosen]
@@ -1067,8 +1267,9 @@ def vmss_action(app, req, sub, rg, vmss, action):
         with app.store.lock:
             start_rolling_status(vrec, len(chosen))
             app.store.touch()
+    events = _schedule_terminate(app, chosen) if action == "delete" else _schedule_user_action(app, chosen, action)
     op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action",
-                       {"ids": ids, "action": action, "vmss": vrec["body"]["id"]}, vrec["body"]["id"])
+                       {"ids": ids, "action": action, "vmss": vrec["body"]["id"], "events": events}, vrec["body"]["id"])
     return app.lro.accepted(op)
 
 
@@ -1108,9 +1309,14 @@ def put_vmss_vm(app, req, sub, rg, vmss, iid):
             rec["body"]["tags"] = body["tags"] or {}
         policy = get_path(body, "properties.protectionPolicy")
         if policy is not None:
-            rec["body"]["properties"]["protectionPolicy"] = {
-                "protectFromScaleIn": bool(policy.get("protectFromScaleIn", False)),
-                "protectFromScaleSetActions": bool(policy.get("protectFromScaleSetActions", False))}
+            scale_in = bool(policy.get("protectFromScaleIn", False))
+            scale_set_actions = bool(policy.get("protectFromScaleSetActions", False))
+            if scale_set_actions and not scale_in:  # instance protection docs: "You can't specify ..."
+                raise invalid_parameter("'protectFromScaleIn' cannot be false when 'protectFromScaleSetActions' is "
+                                        "true: protection from scale-set actions includes protection from scale-in.",
+                                        "protectionPolicy.protectFromScaleIn")
+            rec["body"]["properties"]["protectionPolicy"] = {"protectFromScaleIn": scale_in,
+                                                             "protectFromScaleSetActions": scale_set_actions}
         rec["body"]["etag"] = f'"{int(rec["body"]["etag"].strip(chr(34))) + 1}"'
         app.store.touch()
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
@@ -1123,8 +1329,9 @@ def put_vmss_vm(app, req, sub, rg, vmss, iid):
 @route("POST", CV + r"/(?P<action>restart|reimage|reimageall|start|poweroff|deallocate|redeploy)")
 def vmss_vm_action(app, req, sub, rg, vmss, iid, action):
     rec = get_vm_rec(app, rg, vmss, iid)
+    events = _schedule_user_action(app, [rec], action.lower())
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
-                       {"ids": [rec["body"]["id"]], "action": action.lower()}, rec["body"]["id"])
+                       {"ids": [rec["body"]["id"]], "action": action.lower(), "events": events}, rec["body"]["id"])
     return app.lro.accepted(op)
 
 
@@ -1137,8 +1344,10 @@ def delete_vmss_vm(app, req, sub, rg, vmss, iid):
         op = app.lro.start(req, NS, vrec["body"]["location"], "instance_action", {"ids": [], "action": "noop"})
         return app.lro.accepted(op)
     _set_state(app, rec, "Deleting")
+    events = _schedule_terminate(app, [rec])
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
-                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": vrec["body"]["id"]}, rec["body"]["id"])
+                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": vrec["body"]["id"], "events": events},
+                       rec["body"]["id"])
     return app.lro.accepted(op)
 
 
@@ -1224,8 +1433,9 @@ def get_vm_view(app, req, sub, rg, vm):
 @route("POST", VMR + r"/(?P<action>restart|reimage|start|poweroff|deallocate|redeploy)")
 def vm_action(app, req, sub, rg, vm, action):
     rec = _get_vm(app, rg, vm)
+    events = _schedule_user_action(app, [rec], action.lower())
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
-                       {"ids": [rec["body"]["id"]], "action": action.lower()}, rec["body"]["id"])
+                       {"ids": [rec["body"]["id"]], "action": action.lower(), "events": events}, rec["body"]["id"])
     return app.lro.accepted(op)
 
 
@@ -1235,9 +1445,10 @@ def delete_vm(app, req, sub, rg, vm):
     if rec is None:
         return Response(204)
     _set_state(app, rec, "Deleting")
+    events = _schedule_terminate(app, [rec])
     op = app.lro.start(req, NS, rec["body"]["location"], "instance_action",
-                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": rec["x"].get("vmss_id")},
-                       rec["body"]["id"])
+                       {"ids": [rec["body"]["id"]], "action": "delete", "vmss": rec["x"].get("vmss_id"),
+                        "events": events}, rec["body"]["id"])
     return app.lro.accepted(op)
 
 

@@ -1,7 +1,11 @@
-"""An InstanceBackend for tests: appends every call as a JSON line to ``log`` and can be slow."""
+"""An InstanceBackend for tests: appends every call as a JSON line to ``log`` and can be slow.
+
+``gate``: a file path; while that file exists, restarts, stops and deletes wait (a test can look at an
+operation while it is being carried out, e.g. a Scheduled Event in the Started state)."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -9,10 +13,15 @@ from sandbox.arm.backend import InstanceBackend
 
 
 class RecordingBackend(InstanceBackend):
-    def __init__(self, log: str, delay: str = "0"):
+    def __init__(self, log: str, delay: str = "0", gate: str = ""):
         self.path = log
         self.delay = float(delay)
+        self.gate = gate
         self.lock = threading.Lock()
+
+    def _wait_gate(self) -> None:
+        while self.gate and os.path.exists(self.gate):
+            time.sleep(0.02)
 
     def _log(self, event: str, payload) -> None:
         with self.lock, open(self.path, "a", encoding="utf-8") as fh:
@@ -37,10 +46,16 @@ class RecordingBackend(InstanceBackend):
         self._log("instance_created", instance)
 
     def instance_restarted(self, instance):
+        self._wait_gate()
         self._log("instance_restarted", instance)
 
     def instance_reimaged(self, instance):
         self._log("instance_reimaged", instance)
 
+    def instance_stopped(self, instance, deallocated=False):
+        self._wait_gate()
+        self._log("instance_stopped", dict(instance, deallocated=deallocated))
+
     def instance_deleted(self, instance):
+        self._wait_gate()
         self._log("instance_deleted", instance)

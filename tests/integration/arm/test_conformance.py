@@ -267,6 +267,8 @@ def test_vmss_list(w, rg, name):
     if "properties" in item:
         # Generated placeholder values the real service would reject too are made valid.
         item["zones"] = ["1", "2", "3"]
+        item["properties"]["virtualMachineProfile"]["scheduledEventsProfile"]["terminateNotificationProfile"][
+            "notBeforeTimeout"] = "PT5M"    # "aa": the notice must be 5-15 minutes (ISO 8601)
         _seed_from_example(w, rg, item, "listed")
     else:
         vnet = make_vnet(w, rg, "vnet1")

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import shutil
 import ssl
+import time
 
 import pytest
 from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
@@ -276,6 +277,79 @@ def test_delete_instance_removes_host(emu, clients, scale_set):
     left = sb.leftovers()
     assert not any(n.endswith(name) for n in left["netns"])
     assert len(_host_by_ip(sb)) == 2
+
+
+# A process inside an instance, as an on-instance service would run: polls its IMDS Scheduled Events
+# (python3 stdlib), approves a Terminate naming its own VM (compute.name) when run with "approve".
+WATCHER = r"""
+import json, sys, time, urllib.request
+BASE = "http://169.254.169.254/metadata"
+def call(path, body=None):
+    req = urllib.request.Request(BASE + path, headers={"Metadata": "true"}, method="POST" if body else "GET",
+                                 data=json.dumps(body).encode() if body else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+with urllib.request.urlopen(urllib.request.Request(BASE + "/instance/compute/name?api-version=2021-02-01&format=text",
+                                                   headers={"Metadata": "true"}), timeout=10) as r:
+    me = r.read().decode()
+log = open("/var/tmp/scheduled-events.log", "a")
+while True:
+    try:
+        status, doc = call("/scheduledevents?api-version=2020-07-01")
+    except OSError as exc:          # an answer other than 200: logged, asked again
+        log.write(json.dumps({"error": str(exc)}) + "\n")
+        time.sleep(0.3)
+        continue
+    log.write(json.dumps({"me": me, "doc": doc}) + "\n")
+    for e in doc["Events"]:
+        if sys.argv[1] == "approve" and e["EventType"] == "Terminate" and me in e["Resources"] \
+                and e["EventStatus"] == "Scheduled":
+            status, _ = call("/scheduledevents?api-version=2020-07-01", {"StartRequests": [{"EventId": e["EventId"]}]})
+            log.write(json.dumps({"approved": e["EventId"], "status": status}) + "\n")
+    log.flush()
+    time.sleep(0.3)
+"""
+
+
+def test_process_inside_approves_its_terminate_and_the_delete_completes(emu, clients, scale_set):
+    arm, sb = emu
+    _, _, compute = clients
+    compute.virtual_machine_scale_sets.begin_update(RG, "web", {"properties": {"virtualMachineProfile": {
+        "scheduledEventsProfile": {"terminateNotificationProfile": {"enable": True, "notBeforeTimeout": "PT15M"}}}}}
+    ).result()
+    compute.virtual_machine_scale_sets.begin_update_instances(RG, "web", {"instanceIds": ["*"]}).result()
+    (iid, ip), (_, other_ip) = sorted(_instance_ips(arm, "web").items())[:2]
+    hosts = _host_by_ip(sb)
+    leaving, staying = hosts[ip]["name"], hosts[other_ip]["name"]
+    for name, mode in ((leaving, "approve"), (staying, "observe")):
+        assert sb.sh(name, f"cat > /root/watch.py <<'EOF'\n{WATCHER}\nEOF\n"
+                           f"systemd-run --unit=scheduled-events-watch python3 /root/watch.py {mode}").returncode == 0
+    for name in (leaving, staying):   # both are polling (which also enables Scheduled Events for the set)
+        deadline = time.time() + 60
+        while not sb.sh(name, "test -s /var/tmp/scheduled-events.log").returncode == 0:
+            assert time.time() < deadline, sb.sh(name, "journalctl -u scheduled-events-watch --no-pager").stdout
+            time.sleep(0.2)
+    poller = compute.virtual_machine_scale_set_vms.begin_delete(RG, "web", iid)
+    poller.result(timeout=120)        # at once: the notice is 15 minutes, the process inside approved it
+    assert ip not in _host_by_ip(sb)
+
+    def seen():
+        return [json.loads(line) for line in sb.sh(staying, "cat /var/tmp/scheduled-events.log").stdout.splitlines()]
+
+    def terminates(entries):
+        return [e for entry in entries if "doc" in entry for e in entry["doc"]["Events"] if e["EventType"] == "Terminate"]
+    deadline = time.time() + 60     # the staying VM saw the event (broadcast), then saw it gone
+    while not (terminates(seen()) and seen()[-1].get("doc", {}).get("Events") == []):
+        assert time.time() < deadline, seen()[-5:]
+        time.sleep(0.3)
+    first = terminates(seen())[0]
+    assert first["Resources"] == [f"web_{iid}"] and first["EventStatus"] == "Scheduled"
+    assert not any("approved" in entry for entry in seen())        # the staying VM only watched
+    approvals = [line for line in (sb.run / "imds.log").read_text().splitlines()
+                 if line.startswith(ip + " ") and '"POST /metadata/scheduledevents' in line]
+    assert approvals and approvals[-1].rstrip().endswith(("200 -", "200"))
+    sb.sh(staying, "systemctl stop scheduled-events-watch")
 
 
 def test_vnets_talk_only_when_peered(emu, clients, scale_set):
