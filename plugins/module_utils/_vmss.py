@@ -25,6 +25,8 @@ from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse
 
 CUSTOM_DATA_TAG = 'hashistack_custom_data_sha256'
 MAX_CUSTOM_DATA_BYTES = 65535
+# terminate notification delay Azure accepts (notBeforeTimeout PT5M..PT15M)
+NOTICE_MIN, NOTICE_MAX = 5, 15
 
 IMMUTABLE = (
     ('location', 'location'),
@@ -131,6 +133,8 @@ def model_from_rest(rest):
         platform_fault_domain_count=props.get('platformFaultDomainCount'),
         os_disk_type=(os_disk.get('managedDisk') or {}).get('storageAccountType'),
         os_disk_size_gb=os_disk.get('diskSizeGB'),
+        terminate_notification_minutes=_notice_minutes(profile),
+        scale_in_policy=((props.get('scaleInPolicy') or {}).get('rules') or ['Default'])[0],
         provisioning_state=props.get('provisioningState'),
         unique_id=props.get('uniqueId'),
     )
@@ -160,6 +164,8 @@ def desired_from_params(p):
         platform_fault_domain_count=p.get('platform_fault_domain_count'),
         os_disk_type=p.get('os_disk_type'),
         os_disk_size_gb=p.get('os_disk_size_gb'),
+        terminate_notification_minutes=p.get('terminate_notification_minutes'),
+        scale_in_policy=p.get('scale_in_policy'),
     )
 
 
@@ -191,6 +197,10 @@ def validate_params(p):
         errors.append('admin_username %r is not a valid Linux user name' % p['admin_username'])
     if p.get('orchestration_mode') == 'Flexible' and p.get('overprovision'):
         errors.append('overprovision is not supported with orchestration_mode=Flexible')
+    minutes = p.get('terminate_notification_minutes')
+    if minutes is not None and minutes != 0 and not NOTICE_MIN <= minutes <= NOTICE_MAX:
+        errors.append('terminate_notification_minutes must be 0 (off) or %d to %d (Azure\'s notBeforeTimeout range), got %s'
+                      % (NOTICE_MIN, NOTICE_MAX, minutes))
     return errors
 
 
@@ -208,6 +218,8 @@ def compare(current, desired, purge_tags=False):
     d.compare('upgrade_policy', desired.get('upgrade_policy'), 'ci')
     d.compare('overprovision', desired.get('overprovision'))
     d.compare('os_disk_size_gb', desired.get('os_disk_size_gb'))
+    d.compare('terminate_notification_minutes', desired.get('terminate_notification_minutes'))
+    d.compare('scale_in_policy', desired.get('scale_in_policy'), 'ci')
     d.compare_tags(desired.get('tags'), purge_tags)
     return d, errors
 
@@ -217,6 +229,21 @@ def _nic_config(model, name):
     if model.get('network_security_group'):
         nic['networkSecurityGroup'] = dict(id=model['network_security_group'])
     return [dict(name='%s-nic' % name, properties=nic)]
+
+
+def _notice_minutes(profile):
+    """Minutes of the terminate notification in a VM profile; 0 when it is off."""
+    notice = (profile.get('scheduledEventsProfile') or {}).get('terminateNotificationProfile') or {}
+    if not notice.get('enable', True if notice.get('notBeforeTimeout') else False):
+        return 0
+    match = re.match(r'^PT(\d+)M$', notice.get('notBeforeTimeout') or 'PT5M')   # Azure's default is PT5M
+    return int(match.group(1)) if match else 0
+
+
+def _events_profile(minutes):
+    if not minutes:
+        return dict(terminateNotificationProfile=dict(enable=False))
+    return dict(terminateNotificationProfile=dict(enable=True, notBeforeTimeout='PT%dM' % minutes))
 
 
 def _tags_body(model):
@@ -256,6 +283,10 @@ def create_body(model, custom_data):
             networkProfile=network,
         ),
     )
+    if model.get('terminate_notification_minutes'):
+        props['virtualMachineProfile']['scheduledEventsProfile'] = _events_profile(model['terminate_notification_minutes'])
+    if model.get('scale_in_policy'):
+        props['scaleInPolicy'] = dict(rules=[model['scale_in_policy']])
     if not flexible:
         props['overprovision'] = bool(model['overprovision'])
     if model.get('platform_fault_domain_count') is not None:
@@ -291,6 +322,10 @@ def patch_body(after, changed_keys, custom_data, before=None):
         props['upgradePolicy'] = dict(mode=after['upgrade_policy'])
     if 'overprovision' in keys:
         props['overprovision'] = after['overprovision']
+    if 'scale_in_policy' in keys:
+        props['scaleInPolicy'] = dict(rules=[after['scale_in_policy']])
+    if 'terminate_notification_minutes' in keys:
+        profile['scheduledEventsProfile'] = _events_profile(after['terminate_notification_minutes'])
     if 'image' in keys:
         profile.setdefault('storageProfile', {})['imageReference'] = image_to_rest(after['image'])
     if 'os_disk_size_gb' in keys:

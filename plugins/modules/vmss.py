@@ -94,6 +94,17 @@ options:
   os_disk_size_gb:
     description: OS disk size in GB (only grows).
     type: int
+  terminate_notification_minutes:
+    description:
+      - Minutes Azure waits, after posting a C(Terminate) scheduled event to an instance it is about to delete,
+        before deleting it (V(5) to V(15)); the instance can approve the event to proceed sooner. V(0) turns the
+        notification off. Leave unchanged when not set.
+      - The cluster roles install a handler that drains the Nomad node and makes the Consul agent leave, then approves.
+    type: int
+  scale_in_policy:
+    description: Which instances Azure removes first when the capacity is lowered outside Ansible. Leave unchanged when not set.
+    type: str
+    choices: [Default, NewestVM, OldestVM]
   check_size:
     description:
       - Before creating or resizing, verify with the resource SKU list that O(vm_size) exists in the location
@@ -128,6 +139,8 @@ EXAMPLES = r'''
       - "{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"
     custom_data: "{{ lookup('template', 'cloud-init.yml.j2') }}"
     identity: SystemAssigned
+    terminate_notification_minutes: 10
+    scale_in_policy: NewestVM
     tags:
       cluster: prod
       role: server
@@ -209,6 +222,14 @@ vmss:
       description: Orchestration mode.
       type: str
       sample: Uniform
+    terminate_notification_minutes:
+      description: Minutes of the terminate notification; 0 when it is off.
+      type: int
+      sample: 10
+    scale_in_policy:
+      description: Scale-in policy rule.
+      type: str
+      sample: NewestVM
     provisioning_state:
       description: Provisioning state.
       type: str
@@ -281,6 +302,8 @@ class ScaleSet(AzureResource):
         platform_fault_domain_count=dict(type='int'),
         os_disk_type=dict(type='str', choices=['Standard_LRS', 'StandardSSD_LRS', 'Premium_LRS', 'StandardSSD_ZRS', 'Premium_ZRS']),
         os_disk_size_gb=dict(type='int'),
+        terminate_notification_minutes=dict(type='int'),
+        scale_in_policy=dict(type='str', choices=['Default', 'NewestVM', 'OldestVM']),
         check_size=dict(type='bool', default=True),
     )
     default_timeout = 1800

@@ -211,3 +211,32 @@ def test_vmss_identity_tags_and_upgrade_policy_updates(arm, play, net):
     assert not ok(play(vmss_task(net, **upd)))['changed'] and writes(arm, m) == []
     r = ok(play(vmss_task(net, **dict(upd, tags={'b': '2'}, purge_tags=True))))
     assert r['changed'] and r['vmss']['tags'] == {'b': '2'}
+
+
+def _live_notice_and_policy(sdk, rg):
+    from azure.mgmt.compute import ComputeManagementClient
+    v = sdk.client(ComputeManagementClient).virtual_machine_scale_sets.get(rg, 'servers')
+    notice = v.virtual_machine_profile.scheduled_events_profile.terminate_notification_profile
+    return (notice.enable, notice.not_before_timeout), v.scale_in_policy.rules
+
+
+def test_vmss_terminate_notification_and_scale_in_policy(arm, play, net, sdk):
+    r = ok(play(vmss_task(net, capacity=1, terminate_notification_minutes=10, scale_in_policy='NewestVM')))
+    assert r['vmss']['terminate_notification_minutes'] == 10 and r['vmss']['scale_in_policy'] == 'NewestVM'
+    assert _live_notice_and_policy(sdk, net['rg']) == ((True, 'PT10M'), ['NewestVM'])
+    # unchanged: no write; left out: left alone
+    m = mark(arm)
+    assert not ok(play(vmss_task(net, capacity=1, terminate_notification_minutes=10, scale_in_policy='NewestVM')))['changed']
+    assert not ok(play(vmss_task(net, capacity=1)))['changed'] and writes(arm, m) == []
+    # change the delay, then turn it off: one PATCH each
+    r = ok(play(vmss_task(net, capacity=1, terminate_notification_minutes=5), diff=True))
+    assert r['changes'] == ['terminate_notification_minutes: 10 -> 5']
+    assert _live_notice_and_policy(sdk, net['rg']) == ((True, 'PT5M'), ['NewestVM'])
+    r = ok(play(vmss_task(net, capacity=1, terminate_notification_minutes=0)))
+    assert r['vmss']['terminate_notification_minutes'] == 0
+    assert _live_notice_and_policy(sdk, net['rg'])[0][0] is False
+    assert [w['method'] for w in writes(arm, m)] == ['PATCH', 'PATCH']
+    # outside Azure's 5-15 minutes: refused before any write
+    m = mark(arm)
+    r = play(vmss_task(net, capacity=1, terminate_notification_minutes=20))
+    assert r['failed'] and '5 to 15' in r['msg'] and writes(arm, m) == []
