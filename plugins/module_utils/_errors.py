@@ -163,6 +163,12 @@ def explain_error(exc, what, session=None):
         return 'Azure failed transiently while %s (HTTP %s %s, retried): %s Fix: run the task again.' % (what, status, code or '', first)
     if status == 404 or isinstance(exc, ResourceNotFoundError):
         return '%s failed: not found (%s): %s' % (_cap(what), code or status, first)
+    if code_l == 'roledefinitionhasassignments':
+        return ('%s failed: %s Fix: delete the role assignments that use the role first (hashistack.azure.role_assignment with '
+                'state=absent), then re-run.' % (_cap(what), first))
+    if code_l == 'roledefinitionwithsamenameexists':
+        return ('%s failed: %s Role names are unique in the Microsoft Entra tenant. Fix: choose another name, or set id to the '
+                'GUID of the existing role to manage it.' % (_cap(what), first))
     if status == 409:
         return 'Conflict while %s (%s): %s Fix: wait for the other operation on this resource to finish, then re-run.' % (what, code, first)
     return 'Azure rejected %s (HTTP %s %s): %s' % (what, status, code or '', first)

@@ -245,10 +245,22 @@ def action_for(method: str, path: str) -> tuple[str, str]:
     return f"Microsoft.Resources/subscriptions/{verb}", "/" + "/".join(parts[:2])
 
 
+def permissions_of(role: dict) -> list[dict]:
+    """The permission blocks of a role: a built-in entry of ROLES is one block (its actions/notActions),
+    a custom role definition's properties carry ``permissions`` (a list of blocks)."""
+    return role["permissions"] if "permissions" in role else [role]
+
+
+def _matches(action: str, patterns) -> bool:
+    # ARM: case-insensitive, '*' matches any characters (slashes included), at most one per string
+    return any(fnmatch.fnmatchcase(action, p.lower()) for p in patterns or ())
+
+
 def _allowed(action: str, role: dict) -> bool:
+    """A role grants an action when one of its blocks lists it in actions and not in that block's notActions."""
     a = action.lower()
-    ok = any(fnmatch.fnmatchcase(a, p.lower()) for p in role["actions"])
-    return ok and not any(fnmatch.fnmatchcase(a, p.lower()) for p in role["notActions"])
+    return any(_matches(a, block.get("actions")) and not _matches(a, block.get("notActions"))
+               for block in permissions_of(role))
 
 
 def in_scope(scope: str, target: str) -> bool:
@@ -256,13 +268,20 @@ def in_scope(scope: str, target: str) -> bool:
     return s == "" or t == s or t.startswith(s + "/")
 
 
-def authorize(assignments: list[dict], oid: str, method: str, path: str) -> None:
-    action, scope = action_for(method, path)
+def authorize(assignments: list[dict], oid: str, method: str, path: str, custom_roles: dict | None = None,
+              action: str | None = None) -> None:
+    """403 AuthorizationFailed unless one of ``oid``'s assignments covering the request's scope grants its action.
+    ``custom_roles``: lower-cased GUID -> properties of the custom role definitions (built-ins come from ROLES);
+    ``action``: check this action on ``path`` (a scope) instead of the request's own."""
+    scope = path
+    if action is None:
+        action, scope = action_for(method, path)
     for ra in assignments:
         props = ra["properties"]
         if props["principalId"] != oid or not in_scope(props["scope"], scope):
             continue
-        role = ROLES.get(props["roleDefinitionId"].rsplit("/", 1)[-1].lower())
+        guid = props["roleDefinitionId"].rsplit("/", 1)[-1].lower()
+        role = ROLES.get(guid) or (custom_roles or {}).get(guid)
         if role and _allowed(action, role):
             return
     raise ArmError(403, "AuthorizationFailed",

@@ -131,7 +131,7 @@ class App:
                 api_versions.check(req, lambda: self._request_location(req, groups))
                 if needs_auth != "tenant":  # tenant-level reads (subscriptions, tenants, batch) filter instead
                     assignments = [r["body"] for r in self.store.of_type("Microsoft.Authorization/roleAssignments")]
-                    authorize(assignments, req.principal["oid"], req.method, req.path)
+                    authorize(assignments, req.principal["oid"], req.method, req.path, authorization.custom_roles(self))
                 if req.method in ("PUT", "PATCH", "POST") and req.extra.get("bad_json"):
                     raise ArmError(400, "InvalidRequestContent",
                                    "The request content was invalid and could not be deserialized: "
