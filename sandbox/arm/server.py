@@ -206,6 +206,8 @@ class App:
                  "method": req.method, "path": req.path, "query": req.query, "api_version": req.api_version,
                  "status": status, "principal": (req.principal or {}).get("oid"),
                  "duration_ms": round((time.time() - started) * 1000, 1)}
+        if req.extra.get("vault"):
+            entry["vault"] = req.extra["vault"]  # a Key Vault data-plane request (https://<vault>.vault.azure.net)
         if batch_item is not None:
             entry["batch"] = batch_item  # a request sent inside POST /batch (the item's name)
         with self.log_lock:
@@ -257,6 +259,8 @@ class Handler(BaseHTTPRequestHandler):
                 req.extra["bad_json"] = str(exc)
         try:
             vault = keyvault.vault_from_host(host)
+            if vault:
+                req.extra["vault"] = vault
             resp = app.handle_vault(req, vault) if vault else app.handle(req)
         except Exception as exc:  # noqa: BLE001 - never answer with an HTML traceback
             LOG.exception("internal error")
