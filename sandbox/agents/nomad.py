@@ -751,6 +751,10 @@ class NomadAgent(BaseAgent):
                 sp.write_text(self.node_id)
             self.node_id = sp.read_text().strip()
 
+    def tls_contexts(self):
+        from .tls import nomad_contexts
+        return nomad_contexts(self.cfg, self.is_server)
+
     def should_leave(self, sig):
         return bool(self.cfg.get("leave_on_terminate") if sig == "SIGTERM" else self.cfg.get("leave_on_interrupt"))
 
@@ -775,7 +779,7 @@ class NomadAgent(BaseAgent):
             entries = (sj.get("retry_join") or []) + (self.srv_cfg.get("retry_join") or []) + (sj.get("start_join") or []) + (self.srv_cfg.get("start_join") or [])
             self.start_retry_join(entries, dur(sj.get("retry_interval") or self.srv_cfg.get("retry_interval"), "30s"),
                                   sj.get("retry_max", self.srv_cfg.get("retry_max", 0)), 4648, lambda a: self.serf.join(a)[0])
-        self.serve_http(self.addrs["http"], self.ports["http"])
+        self.serve_http(self.addrs["http"], self.ports["http"], https=bool((self.cfg.get("tls") or {}).get("http")))
         self.log("INFO", f"http: Starting HTTP server: address={self.addrs['http']}:{self.ports['http']}")
         if self.is_client:
             self.client = NomadClient(self)
