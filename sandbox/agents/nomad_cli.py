@@ -123,7 +123,8 @@ def cli(argv, build) -> int:
                                                    "memory-oversubscription", "preempt-service-scheduler",
                                                    "preempt-batch-scheduler", "preempt-system-scheduler",
                                                    "preempt-sysbatch-scheduler", "verbose", "ca-cert", "client-cert",
-                                                   "client-key", "tls-server-name"), "Error querying")
+                                                   "client-key", "tls-server-name", "name", "type", "policy",
+                                                   "description"), "Error querying")
 
 
 def _load(paths, for_agent):
@@ -143,6 +144,9 @@ def _read_job(path):
 
 
 def _client_cmd(cmd, o, multi, rest) -> int:
+    if cmd == "acl":
+        from .nomad_acl import cli as acl_cli
+        return acl_cli(_api, o, multi, rest)
     if cmd == "agent-info":
         info = _api(o, "/agent/self")
         if "json" in o:

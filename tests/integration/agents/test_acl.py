@@ -117,3 +117,73 @@ def test_consul_initial_management_token_and_acl_disabled(consul, agents, net):
     wait_for(lambda: http(s2, "/v1/status/leader")[1], 15, what="leader s2")
     assert _req(s2, "/v1/acl/bootstrap", "PUT")[:2] == (401, "ACL support disabled")
     assert _req(s2, "/v1/kv/k", "PUT", b"v", token="whatever")[:2] == (200, True)  # no ACLs: any token works
+
+
+def _nreq(addr, path, method="GET", body=None, token=None):
+    import urllib.error
+    import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{addr}{path}", data=data, method=method)
+    if token:
+        req.add_header("X-Nomad-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw, status = r.read(), r.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read(), e.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode()
+
+
+def test_nomad_acl_bootstrap_policies_tokens(nomad, agents, net, tmp_path):
+    agents(nomad, f'name = "s1"\ndata_dir = "data"\nbind_addr = "{net(1)}"\n'
+                  "server {\n enabled = true\n bootstrap_expect = 1\n raft_multiplier = 1\n}\nacl {\n enabled = true\n}\n",
+           "s1", product="nomad")
+    agents(nomad, f'name = "c2"\ndata_dir = "data"\nbind_addr = "{net(2)}"\n'
+                  f'client {{\n enabled = true\n servers = ["{net(1)}:4647"]\n}}\nacl {{\n enabled = true\n}}\n',
+           "c2", product="nomad")
+    s1, c2 = f"{net(1)}:4646", f"{net(2)}:4646"
+    wait_for(lambda: _nreq(s1, "/v1/status/leader")[1], 15, what="leader")
+    # anonymous requests are denied (no anonymous policy), on the server and on the client agent
+    for addr in (s1, c2):
+        assert _nreq(addr, "/v1/jobs") == (403, "Permission denied")
+    env = {"NOMAD_ADDR": f"http://{s1}"}
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(run(nomad, "acl", "bootstrap", "-json", env=env)),
+                 15, what="bootstrap")
+    boot = json.loads(r.stdout)
+    assert boot["Type"] == "management" and boot["Name"] == "Bootstrap Token"
+    assert _nreq(s1, "/v1/acl/bootstrap", "POST", {}) == (400, f"ACL bootstrap already done (reset index: {boot['CreateIndex']})")
+    r = run(nomad, "acl", "bootstrap", env=env)
+    assert r.returncode == 1 and "ACL bootstrap already done" in r.stderr
+    mgmt = dict(env, NOMAD_TOKEN=boot["SecretID"])
+    assert run(nomad, "node", "status", env=mgmt).returncode == 0
+
+    # a read-only policy: job list allowed, job submit denied, node read allowed, operator denied
+    pol = tmp_path / "ro.hcl"
+    pol.write_text('namespace "default" {\n  policy = "read"\n}\nnode {\n  policy = "read"\n}\n')
+    r = run(nomad, "acl", "policy", "apply", "-description", "read only", "ro", str(pol), env=mgmt)
+    assert r.returncode == 0 and r.stdout.strip() == 'Successfully wrote "ro" ACL policy!', r.stderr
+    r = run(nomad, "acl", "token", "create", "-name", "reader", "-type", "client", "-policy", "ro", env=mgmt)
+    assert r.returncode == 0 and "Type         = client" in r.stdout and "Policies     = ro" in r.stdout, r.stdout
+    secret = next(line.split("=", 1)[1].strip() for line in r.stdout.splitlines() if line.startswith("Secret ID"))
+    for addr in (s1, c2):
+        assert _nreq(addr, "/v1/jobs", token=secret) == (200, [])
+        assert _nreq(addr, "/v1/jobs", "POST", {"Job": {"ID": "x"}}, token=secret) == (403, "Permission denied")
+        assert _nreq(addr, "/v1/jobs?namespace=other", token=secret) == (403, "Permission denied")
+        assert _nreq(addr, "/v1/nodes", token=secret)[0] == 200
+        assert _nreq(addr, "/v1/operator/raft/configuration", token=secret) == (403, "Permission denied")
+    assert run(nomad, "job", "status", env=dict(env, NOMAD_TOKEN=secret)).returncode == 0
+    assert _nreq(s1, "/v1/jobs", token="00000000-1111-2222-3333-444444444444") == (403, "ACL token not found")
+    st, me = _nreq(s1, "/v1/acl/token/self", token=secret)
+    assert st == 200 and me["Policies"] == ["ro"] and me["Type"] == "client"
+    # token and policy management needs a management token; a client token without policies is refused
+    assert _nreq(s1, "/v1/acl/policies", token=secret) == (403, "Permission denied")
+    assert _nreq(s1, "/v1/acl/token", "POST", {"Type": "client"}, token=boot["SecretID"])[0] == 400
+    # an anonymous policy opens what it grants to requests without a token
+    assert _nreq(s1, "/v1/acl/policy/anonymous", "POST", {"Name": "anonymous", "Rules": 'namespace "*" { policy = "read" }'},
+                 token=boot["SecretID"])[0] == 200
+    assert _nreq(s1, "/v1/jobs") == (200, [])
+    assert _nreq(s1, f"/v1/acl/token/{me['AccessorID']}", "DELETE", token=boot["SecretID"])[0] == 200
+    assert _nreq(s1, "/v1/nodes", token=secret) == (403, "ACL token not found")
