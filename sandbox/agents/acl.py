@@ -179,14 +179,19 @@ class Authorizer:
 
 # ---------------------------------------------------------------- the replicated table
 
+def _empty() -> dict:
+    return {"bootstrap_index": 0, "policies": {}, "tokens": {}}
+
+
 def table(state) -> dict:
-    return state.setdefault("acl", {"bootstrap_index": 0, "policies": {}, "tokens": {}})
+    """The ACL table of a state (read only; a state from an older stand-in has none yet)."""
+    return state.get("acl") or _empty()
 
 
 def apply(state, op, index):
     """The ACL operations of the FSM; the ids and secrets come with the operation (made by the leader's
     handler), so every server applies the same."""
-    t = table(state)
+    t = state.setdefault("acl", _empty())
     kind = op["op"]
     if kind == "acl_bootstrap":
         if t["bootstrap_index"] and not op.get("from_config"):
