@@ -152,3 +152,19 @@ def test_nomad_rpc_upgrade_mode_accepts_plain_clients(nomad, agents, net, tmp_pa
     env = {"NOMAD_ADDR": f"https://{net(1)}:4646", "NOMAD_CACERT": str(good / "nomad-agent-ca.pem"),
            "NOMAD_CLIENT_CERT": str(good / "global-cli-nomad.pem"), "NOMAD_CLIENT_KEY": str(good / "global-cli-nomad-key.pem")}
     wait_for(lambda: run(nomad, "node", "status", env=env).stdout.count("ready") == 2, 30, what="both clients ready")
+
+
+def test_nomad_https_registers_https_checks_in_consul(consul, nomad, agents, net, tmp_path):
+    """With tls.http Nomad's HTTP check in Consul is https (verification skipped, as Nomad registers it) and passes."""
+    from .conftest import http
+    pki = _pki(nomad, tmp_path / "pki", "nomad", "global", net(1))
+    agents(consul, f'node_name = "c"\ndata_dir = "data"\nserver = true\nbootstrap_expect = 1\nbind_addr = "{net(9)}"\n'
+                   f'client_addr = "{net(9)}"\nperformance {{ raft_multiplier = 1 }}\n', "consul")
+    cfg = _nomad_cfg(net, 1, pki, server=True, kind="server").replace("  verify_https_client = true\n", "")
+    agents(nomad, cfg + f'consul {{\n  address = "{net(9)}:8500"\n}}\n', "s1", product="nomad")
+    c = f"{net(9)}:8500"
+    rows = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(http(c, "/v1/health/service/nomad?passing")[1]), 40,
+                    what="nomad server checks passing")
+    checks = {ch["Name"]: ch for r in rows for ch in r["Checks"]}
+    assert checks["Nomad Server HTTP Check"]["Status"] == "passing"
+    assert f"https://{net(1)}:4646/v1/agent/health?type=server" in checks["Nomad Server HTTP Check"]["Output"]
