@@ -286,18 +286,31 @@ class ConsulAgent(ConsulACL, BaseAgent):
         with self.local.lock:
             services = {k: dict(v) for k, v in self.local.services.items()}
             checks = {k: public(v) for k, v in self.local.checks.items()}
+        may, who = self.sync_permission()
+        node_ok = may("node", self.node_name)
         if node.get("Meta") != meta or node.get("TaggedAddresses") != base["TaggedAddresses"]:
-            self.apply({"op": "catalog_register", "reg": base})
+            if node_ok:
+                self.apply({"op": "catalog_register", "reg": base})
+            else:
+                self.log("WARN", f"agent: Node info update blocked by ACLs: node={self.node_id} accessorID={who}")
         for sid, svc in services.items():
             want = {k: v for k, v in svc.items() if k != "Datacenter"}
             have = cat_svcs.get(sid)
             schecks = [c for c in checks.values() if c["ServiceID"] == sid]
             if have is None or {k: have.get(k) for k in want} != want or \
                     any(_check_differs(cat_checks.get(c["CheckID"]), c) for c in schecks):
+                if not (node_ok and may("service", svc["Service"])):
+                    self.log("WARN", f"agent: Service registration blocked by ACLs: service={sid} accessorID={who}")
+                    continue
                 self.apply({"op": "catalog_register", "reg": dict(base, Service=want, Checks=schecks)})
         for cid, c in checks.items():
             if not c["ServiceID"] and _check_differs(cat_checks.get(cid), c):
+                if not node_ok:
+                    self.log("WARN", f"agent: Check registration blocked by ACLs: check={cid} accessorID={who}")
+                    continue
                 self.apply({"op": "catalog_register", "reg": dict(base, Checks=[c])})
+        if not node_ok:
+            return
         for sid in cat_svcs:
             if sid not in services and not (self.server and sid == "consul"):
                 self.apply({"op": "catalog_deregister", "node": self.node_name, "service_id": sid})

@@ -55,6 +55,17 @@ class ConsulACL:
                     "implicitly when a request does not specify a token.")
         return f"Permission denied: token with AccessorID '{ident.get('accessor')}' lacks permission '{perm}'{on}"
 
+    def sync_permission(self):
+        """Anti-entropy writes with the agent token (acl.tokens.agent, else the default token, else anonymous),
+        as Consul does: returns (may(resource, name) -> bool for write, the token's accessor for the logs)."""
+        if not self.acl_enabled:
+            return (lambda res, name: True), ""
+        ident = self.rpc("ACL.Resolve", {"secret": self.acl_tokens.get("agent") or self.default_token()}, stale=True)
+        if not ident.get("found"):
+            return (lambda res, name: False), "(token not found)"
+        authz = acl.Authorizer("consul", ident["management"], ident["rules"], self.acl_default_allow)
+        return (lambda res, name: authz.allowed(res, "write", name)), ident["accessor"]
+
     def acl_identity(self, state, secret):
         t = acl.table(state)
         tok = acl.find_token(state, secret) if secret else t["tokens"].get(acl.ANONYMOUS_ACCESSOR)

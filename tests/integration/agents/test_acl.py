@@ -187,3 +187,23 @@ def test_nomad_acl_bootstrap_policies_tokens(nomad, agents, net, tmp_path):
     assert _nreq(s1, "/v1/jobs") == (200, [])
     assert _nreq(s1, f"/v1/acl/token/{me['AccessorID']}", "DELETE", token=boot["SecretID"])[0] == 200
     assert _nreq(s1, "/v1/nodes", token=secret) == (403, "ACL token not found")
+
+
+def test_consul_agent_token_gates_anti_entropy(consul, agents, net):
+    """Under default deny the agent syncs its services only with an agent token allowed to write them
+    (acl.tokens.agent, reloadable)."""
+    import signal
+    mgmt = "9d3f1a57-3b7e-4e0c-8c1e-5f5a1f7b2c10"
+    agent_secret = "1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6"
+    extra = f'  tokens {{\n    initial_management = "{mgmt}"\n  }}\n'
+    s1 = agents(consul, _consul_cfg(net, 1, server=True, extra=extra) + 'service {\n  name = "web"\n  port = 80\n}\n', "s1")
+    a = f"{net(1)}:8500"
+    wait_for(lambda: "Service registration blocked by ACLs: service=web" in s1.log, 30, what="blocked sync")
+    assert "web" not in _req(a, "/v1/catalog/services", token=mgmt)[1]
+    pol = _req(a, "/v1/acl/policy", "PUT", {"Name": "agent", "Rules": 'node_prefix "" { policy = "write" }\n'
+                                                                   'service_prefix "" { policy = "write" }'}, token=mgmt)[1]
+    assert _req(a, "/v1/acl/token", "PUT", {"SecretID": agent_secret, "Policies": [{"ID": pol["ID"]}]}, token=mgmt)[0] == 200
+    cfg = s1.workdir / "config" / "agent.hcl"
+    cfg.write_text(cfg.read_text().replace("tokens {", f'tokens {{\n    agent = "{agent_secret}"'))
+    s1.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "web" in _req(a, "/v1/catalog/services", token=mgmt)[1], 30, what="web synced with the agent token")
