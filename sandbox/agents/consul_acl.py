@@ -27,6 +27,24 @@ class ConsulACL:
         self.acl_default_allow = str(a.get("default_policy", "allow")) == "allow"
         toks = a.get("tokens") or {}
         self.acl_tokens = {k: toks.get(k) or "" for k in ("initial_management", "agent", "default")}
+        self.acl_persist = bool(a.get("enable_token_persistence", False))
+        if self.acl_persist:  # tokens set through the API win over the configuration, as in Consul
+            p = self.data_dir / "acl-tokens.json"
+            if p.is_file():
+                try:
+                    saved = json.loads(p.read_text())
+                except ValueError:
+                    saved = {}
+                self.acl_tokens.update({k: saved[k] for k in ("agent", "default") if saved.get(k)})
+
+    def set_agent_token(self, kind: str, token: str):
+        self.acl_tokens[kind] = token
+        if self.acl_persist:
+            p = self.data_dir / "acl-tokens.json"
+            saved = json.loads(p.read_text()) if p.is_file() else {}
+            saved[kind] = token
+            p.write_text(json.dumps(saved))
+            p.chmod(0o600)
 
     def default_token(self):
         return self.acl_tokens.get("default", "")
@@ -261,6 +279,18 @@ def register(route):
         if req.params["accessor"] == acl.ANONYMOUS_ACCESSOR:
             raise HTTPError(400, "Delete operation not permitted on the anonymous token")
         return Response(bool(self.apply({"op": "acl_token_delete", "id": req.params["accessor"]})))
+
+    @route("PUT", "/v1/agent/token/<kind>", acl="agent:write")
+    def agent_token(self, req):
+        enabled(self)
+        kind = {"acl_token": "default", "acl_agent_token": "agent"}.get(req.params["kind"], req.params["kind"])
+        if kind not in ("default", "agent"):
+            raise HTTPError(404, f'Token "{req.params["kind"]}" is unknown (the sandbox consul stand-in implements '
+                                 "the default and agent tokens)")
+        b = canon(req.json({}), ["Token"])
+        self.set_agent_token(kind, b.get("Token") or "")
+        self.log("INFO", f"agent: Updated agent's ACL token: token={kind}")
+        return Response(None)
 
     @route("GET", "/v1/acl/tokens", acl="acl:read")
     def acl_tokens(self, req):

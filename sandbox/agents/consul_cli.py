@@ -798,6 +798,12 @@ def _acl(o, multi, rest):
         _api(o, f"/acl/policy/{pid}", method="DELETE")
         print(f"Policy \"{pid}\" deleted successfully")
         return 0
+    if rest[:1] == ["set-agent-token"]:
+        if len(rest) != 3:
+            return _err("Missing TYPE and TOKEN arguments")
+        _api(o, f"/agent/token/{rest[1]}", method="PUT", body={"Token": rest[2]})
+        print(f"ACL token \"{rest[1]}\" set successfully")
+        return 0
     if sub == "token create":
         pols = [{"ID": x} for x in multi.get("policy-id", [])] + [{"Name": x} for x in multi.get("policy-name", [])]
         body = {"Description": o.get("description", ""), "Policies": pols, "Local": "local" in o}

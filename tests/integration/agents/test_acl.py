@@ -195,7 +195,7 @@ def test_consul_agent_token_gates_anti_entropy(consul, agents, net):
     import signal
     mgmt = "9d3f1a57-3b7e-4e0c-8c1e-5f5a1f7b2c10"
     agent_secret = "1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6"
-    extra = f'  tokens {{\n    initial_management = "{mgmt}"\n  }}\n'
+    extra = f'  enable_token_persistence = true\n  tokens {{\n    initial_management = "{mgmt}"\n  }}\n'
     s1 = agents(consul, _consul_cfg(net, 1, server=True, extra=extra) + 'service {\n  name = "web"\n  port = 80\n}\n', "s1")
     a = f"{net(1)}:8500"
     wait_for(lambda: "Service registration blocked by ACLs: service=web" in s1.log, 30, what="blocked sync")
@@ -207,3 +207,13 @@ def test_consul_agent_token_gates_anti_entropy(consul, agents, net):
     cfg.write_text(cfg.read_text().replace("tokens {", f'tokens {{\n    agent = "{agent_secret}"'))
     s1.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "web" in _req(a, "/v1/catalog/services", token=mgmt)[1], 30, what="web synced with the agent token")
+    # consul acl set-agent-token: the default token for requests without one, persisted across a restart
+    assert _req(a, "/v1/kv/k")[0] == 403
+    r = run(consul, "acl", "set-agent-token", "default", mgmt, env={"CONSUL_HTTP_ADDR": a, "CONSUL_HTTP_TOKEN": mgmt})
+    assert r.returncode == 0 and r.stdout.strip() == 'ACL token "default" set successfully', r.stderr
+    assert _req(a, "/v1/kv/k", "PUT", b"v")[:2] == (200, True)
+    assert json.loads((s1.workdir / "data" / "acl-tokens.json").read_text()) == {"default": mgmt}
+    s1.stop()
+    s1.start()
+    wait_for(lambda: _req(a, "/v1/kv/k?raw")[:2] == (200, "v"), 20, what="persisted default token after restart")
+    assert _req(a, "/v1/agent/token/replication", "PUT", {"Token": "x"}, token=mgmt)[0] == 404
