@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: hashistack.azure maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """hashistack-scheduled-events: drain this instance before Azure deletes, evicts, reboots or redeploys it.
