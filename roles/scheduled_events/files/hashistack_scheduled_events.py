@@ -46,7 +46,11 @@ def log(message: str) -> None:
 
 
 class HttpError(Exception):
-    """An HTTP call that failed: no answer, or a status other than 2xx."""
+    """An HTTP call that failed: no answer (status None), or a status other than 2xx."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def call(method: str, url: str, body=None, headers=None, timeout: float = 10.0):
@@ -60,7 +64,7 @@ def call(method: str, url: str, body=None, headers=None, timeout: float = 10.0):
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace").strip()
-        raise HttpError(f"{method} {url}: HTTP {exc.code} {detail}") from None
+        raise HttpError(f"{method} {url}: HTTP {exc.code} {detail}", exc.code) from None
     except (OSError, ValueError) as exc:
         raise HttpError(f"{method} {url}: {exc}") from None
     if not raw.strip():
@@ -226,6 +230,9 @@ class Service:
             else:
                 self.nomad("PUT", f"/v1/node/{nid}/eligibility", {"NodeID": nid, "Eligibility": "eligible"})
         except HttpError as exc:
+            if exc.status == 404:          # the node is gone (a new data dir registers a new node)
+                log(f"nomad: node {nid} no longer exists, nothing to make eligible")
+                return True
             log(f"nomad: node {nid} not eligible yet, will retry: {exc}")
             return False
         log(f"nomad: node {nid} eligible again after {self.state['restore']['event_type']} "
@@ -289,11 +296,17 @@ class Service:
         self._save()
 
     def run(self) -> None:
+        last_error = None
         while True:
             try:
                 self.step()
+                if last_error:
+                    log("imds: answering again")
+                last_error = None
             except HttpError as exc:
-                log(f"imds: {exc}")
+                if str(exc) != last_error:     # once per distinct error, not every poll
+                    log(f"imds: {exc}; retrying every {self.cfg['poll_seconds']}s")
+                last_error = str(exc)
             self.sleep(float(self.cfg["poll_seconds"]))
 
 

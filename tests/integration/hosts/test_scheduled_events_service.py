@@ -39,7 +39,8 @@ AGENT_UNIT = """[Unit]
 Description={product} stand-in (dev agent)
 After=network-online.target
 [Service]
-ExecStart=/usr/bin/python3 /usr/local/bin/{product} agent -dev
+# state kept in a persistent data dir, so the drained node is still known after a reboot
+ExecStart=/usr/bin/python3 /usr/local/bin/{product} agent -dev -data-dir /var/lib/{product}-dev
 [Install]
 WantedBy=multi-user.target
 """
@@ -118,7 +119,8 @@ def instances(emu, clients, tmp_path_factory):
                                                          "dest": "/etc/systemd/system/{{ item }}.service", "mode": "0644"},
          "loop": ["consul", "nomad"]},
         {"name": "Agents running", "ansible.builtin.systemd_service": {"name": "{{ item }}", "state": "started",
-                                                                       "daemon_reload": True}, "loop": ["consul", "nomad"]},
+                                                                       "enabled": True, "daemon_reload": True},
+         "loop": ["consul", "nomad"]},
     ], "vars": {"bins": bins, "units": {p: AGENT_UNIT.format(product=p) for p in bins}}}
     install = {"hosts": "instances", "become": True, "gather_facts": False, "tasks": [
         {"name": "The service", "ansible.builtin.include_role": {"name": "hashistack.azure.scheduled_events"}}]}
@@ -138,6 +140,21 @@ def _ready(sb, ip):
             return name
         assert time.time() < deadline, r.stdout + r.stderr
         time.sleep(1)
+
+
+def _vmss_instance(instances, arm, iid, action):
+    """hashistack.azure.vmss_instance on localhost against the emulator; returns when the LRO is done."""
+    task = {"name": action, "hashistack.azure.vmss_instance": {
+        "resource_group": RG, "vmss_name": "web", "instance_ids": [iid], "action": action, "timeout": 600}}
+    _playbook(instances["tmp"], action, [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+                                          "tasks": [task]}], "localhost\n",
+              dict(arm.env(), ANSIBLE_PYTHON_INTERPRETER=sys.executable))
+
+
+def _node(sb, name):
+    r = sb.sh(name, "curl -sf http://127.0.0.1:4646/v1/agent/self")
+    nid = json.loads(r.stdout)["stats"]["client"]["node_id"]
+    return json.loads(sb.sh(name, f"curl -sf http://127.0.0.1:4646/v1/node/{nid}").stdout)
 
 
 def _assert_drained_left_approved(journal: Journal, vm: str, arm, sb, ip):
@@ -168,6 +185,34 @@ def test_role_installs_the_service_once(instances, emu):
     assert sb.sh(name, f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
 
 
+def test_restart_drains_approves_and_the_node_is_eligible_again_when_back(instances, emu):
+    arm, sb = emu
+    iid, ip = sorted(instances["ips"].items())[0]
+    name = _ready(sb, ip)
+    assert _node(sb, name)["SchedulingEligibility"] == "eligible"
+    journal = Journal(sb, name)
+    try:
+        journal.wait("watching Scheduled Events for web_" + iid)
+        _vmss_instance(instances, arm, iid, "restart")      # a 15-minute Reboot notice: done once approved
+    finally:
+        journal.close()
+    text = "".join(journal.lines)
+    reboot = re.search(r"imds: Reboot (\S+) for web_" + iid, text)
+    assert reboot, text
+    steps = [text.find("nomad: draining node"), text.find("drained"), text.find("imds: approved Reboot " + reboot.group(1))]
+    assert -1 not in steps and steps == sorted(steps), text
+    assert "consul: agent left" not in text                 # it comes back: Consul stays a member
+    name = _ready(sb, ip)                                   # back from the reboot
+    after = Journal(sb, name)
+    try:
+        after.wait("eligible again after Reboot " + reboot.group(1), timeout=120)
+    finally:
+        after.close()
+    node = _node(sb, name)
+    assert node["SchedulingEligibility"] == "eligible" and not node["DrainStrategy"]
+    assert node["LastDrain"]["Meta"]["message"] == "Azure Reboot " + reboot.group(1)   # the same node, drained
+
+
 def test_delete_through_the_module_drains_leaves_and_approves(instances, emu, clients):
     arm, sb = emu
     iid, ip = sorted(instances["ips"].items())[0]
@@ -175,11 +220,7 @@ def test_delete_through_the_module_drains_leaves_and_approves(instances, emu, cl
     journal = Journal(sb, name)
     try:
         journal.wait("watching Scheduled Events for web_" + iid)
-        task = {"name": "Delete", "hashistack.azure.vmss_instance": {
-            "resource_group": RG, "vmss_name": "web", "instance_ids": [iid], "action": "delete", "timeout": 600}}
-        _playbook(instances["tmp"], "delete", [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-                                                "tasks": [task]}], "localhost\n",
-                  dict(arm.env(), ANSIBLE_PYTHON_INTERPRETER=sys.executable))
+        _vmss_instance(instances, arm, iid, "delete")
         assert ip not in _host_by_ip(sb)
         _assert_drained_left_approved(journal, "web_" + iid, arm, sb, ip)
     finally:

@@ -305,3 +305,40 @@ def test_config_errors_name_the_file_and_the_keys(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--config", str(tmp_path / "missing.json")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "missing.json" in r.stdout
+
+
+def test_restore_dropped_when_the_node_is_gone(fake, tmp_path, capsys):
+    e = fake.event("Reboot")
+    service(fake, tmp_path).step()
+    fake.doc["Events"].remove(e)
+    fake.doc["DocumentIncarnation"] += 1
+    fake.fail[("GET", f"/v1/node/{NODE}")] = 404                # new data dir: a new node registered
+    svc = service(fake, tmp_path)
+    svc.step()
+    svc.step()
+    assert "eligible" not in fake.actions() and svc.state["restore"] is None
+    assert capsys.readouterr().out.count(f"node {NODE} no longer exists") == 1
+
+
+class Stop(Exception):
+    pass
+
+
+def test_imds_errors_logged_once_until_it_answers_again(fake, tmp_path, capsys):
+    fake.fail[("GET", "/metadata/scheduledevents")] = 500
+    svc = service(fake, tmp_path)
+    polls = []
+
+    def sleep(s):
+        polls.append(s)
+        if len(polls) == 3:
+            del fake.fail[("GET", "/metadata/scheduledevents")]
+        if len(polls) == 5:
+            raise Stop
+
+    svc.sleep = sleep
+    with pytest.raises(Stop):
+        svc.run()
+    out = capsys.readouterr().out
+    assert out.count("HTTP 500") == 1 and out.count("imds: answering again") == 1
+    assert polls == [5.0] * 5
