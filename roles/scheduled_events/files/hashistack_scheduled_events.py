@@ -258,6 +258,13 @@ class Service:
             self.consul_leave()
         elif nid:
             self.state["restore"] = {"event_id": eid, "event_type": kind, "node_id": nid}
+        others = [r for r in event.get("Resources") or [] if r != self.me]
+        if others:
+            # An approval starts the event for every VM it names, and those may still be draining.
+            log(f"imds: {kind} {eid} also names {', '.join(others)}: not approved, Azure starts it at NotBefore")
+            self.state["events"][eid] = "unapproved"
+            self._save()
+            return
         self.state["events"][eid] = "drained"
         self._save()
         self.approve(event)

@@ -342,3 +342,11 @@ def test_imds_errors_logged_once_until_it_answers_again(fake, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("HTTP 500") == 1 and out.count("imds: answering again") == 1
     assert polls == [5.0] * 5
+
+
+def test_event_naming_other_vms_too_is_drained_for_but_not_approved(fake, tmp_path):
+    fake.event("Redeploy", resources=("web_1", ME))            # a platform event over several VMs
+    svc = service(fake, tmp_path)
+    svc.step()
+    svc.step()
+    assert fake.actions() == ["drain"]                          # approving would start it for web_1 too
