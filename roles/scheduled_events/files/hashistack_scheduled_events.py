@@ -148,8 +148,9 @@ class Service:
         self.consul = Agent(self.cfg["consul_addr"], self.cfg["consul_token_file"], "X-Consul-Token", timeout)
         self.clock, self.sleep = clock, sleep
         self.me: str | None = None
-        # incarnation: last document fully handled; events: EventId -> "approved" or "drained" (approval
-        # still to send); restore: a Reboot/Redeploy after which the node must become eligible again.
+        # incarnation: last document fully handled; events: EventId -> what was done ("approved"; "drained":
+        # approval still to send; "unapproved", "ignored", "missed"); restore: a Reboot/Redeploy after which
+        # the node must become eligible again.
         self.state = {"incarnation": None, "events": {}, "restore": None}
         self._load()
 
