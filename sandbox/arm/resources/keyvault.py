@@ -341,6 +341,7 @@ ACTIONS = {
     "get": ("Microsoft.KeyVault/vaults/secrets/getSecret/action", "get"),
     "set": ("Microsoft.KeyVault/vaults/secrets/setSecret/action", "set"),
     "list": ("Microsoft.KeyVault/vaults/secrets/readMetadata/action", "list"),
+    "update": ("Microsoft.KeyVault/vaults/secrets/update/action", "set"),
     "delete": ("Microsoft.KeyVault/vaults/secrets/delete", "delete"),
     "recover": ("Microsoft.KeyVault/vaults/secrets/recover/action", "recover"),
     "purge": ("Microsoft.KeyVault/vaults/secrets/purge/action", "purge"),
@@ -477,6 +478,25 @@ def data_plane(app, req, vault_name: str) -> Response:
             if item is None:
                 raise _not_found(f"{name}/{version}")
             return Response(200, _bundle(base, vault, entry["name"], version.lower(), item))
+        if req.method == "PATCH" and len(rest) <= 1:  # UpdateSecret: attributes, contentType, tags of a version
+            _authorize(app, claims, vault, "update", name)
+            if entry is None or entry.get("deleted"):
+                raise _not_found(name)
+            version = (rest[0] if rest else entry["current"]).lower()
+            item = entry["versions"].get(version)
+            if item is None:
+                raise _not_found(f"{name}/{version}")
+            body = req.body if isinstance(req.body, dict) else {}
+            if "contentType" in body:
+                item["contentType"] = body["contentType"]
+            if body.get("tags") is not None:
+                item["tags"] = body["tags"]
+            for key in ("enabled", "nbf", "exp"):
+                if (body.get("attributes") or {}).get(key) is not None:
+                    item["attributes"][key] = body["attributes"][key]
+            item["attributes"]["updated"] = int(time.time())
+            app.store.touch()
+            return Response(200, _bundle(base, vault, entry["name"], version, item, value=False))
         if req.method == "GET" and rest and rest[0].lower() == "versions":
             _authorize(app, claims, vault, "list", name)
             if entry is None or entry.get("deleted"):
