@@ -15,6 +15,7 @@ description:
     (O(enable_rbac_authorization)); grant them with M(hashistack.azure.role_assignment) on the vault's id, for
     example V(Key Vault Secrets User) for a scale set's managed identity and V(Key Vault Secrets Officer) for
     the operator.
+  - The vault trusts the Entra ID tenant of its subscription (read from the subscription when creating).
   - Soft delete is always on (Azure no longer lets it be turned off). When a vault of the same name is in the
     soft-deleted state, it is recovered (O(recover)) instead of failing on the taken name.
   - Sends no write request when the vault already matches.
@@ -31,11 +32,6 @@ options:
     required: true
   location:
     description: Location. Defaults to the location of the resource group when creating. Immutable.
-    type: str
-  tenant_id:
-    description:
-      - Entra ID tenant that authenticates requests to the vault. Defaults to the tenant of the subscription
-        when creating.
     type: str
   sku:
     description: Pricing tier.
@@ -182,7 +178,6 @@ class KeyVault(AzureResource):
         resource_group=dict(type='str', required=True),
         name=dict(type='str', required=True),
         location=dict(type='str'),
-        tenant_id=dict(type='str'),
         sku=dict(type='str', choices=['standard', 'premium'], default='standard'),
         enable_rbac_authorization=dict(type='bool', default=True),
         soft_delete_retention_days=dict(type='int', default=90),
@@ -219,7 +214,7 @@ class KeyVault(AzureResource):
 
     def desired(self):
         p = self.params
-        return dict(name=self.name, location=p['location'], tenant_id=p['tenant_id'], sku=p['sku'],
+        return dict(name=self.name, location=p['location'], sku=p['sku'],
                     enable_rbac_authorization=p['enable_rbac_authorization'],
                     soft_delete_retention_days=p['soft_delete_retention_days'],
                     enable_purge_protection=p['enable_purge_protection'], tags=p['tags'])
@@ -229,15 +224,14 @@ class KeyVault(AzureResource):
         if current.get('enable_purge_protection') and desired.get('enable_purge_protection') is False:
             refusals.append('enable_purge_protection cannot change from true to false (Azure makes purge protection '
                             'irreversible). Fix: leave enable_purge_protection unset or true')
-        for key in ('tenant_id', 'sku', 'enable_rbac_authorization', 'enable_purge_protection'):
-            d.compare(key, desired.get(key), kind='ci' if key == 'tenant_id' else 'exact')
+        for key in ('sku', 'enable_rbac_authorization', 'enable_purge_protection'):
+            d.compare(key, desired.get(key))
         self.compare_tags(d, desired)
         return refusals
 
     def prepare_create(self, model):
-        if not model.get('tenant_id'):
-            sub = self.m.rest().get('/subscriptions/%s' % self.m.subscription_id, {'api-version': SUBSCRIPTION_API_VERSION})
-            model['tenant_id'] = sub.get('tenantId')
+        sub = self.m.rest().get('/subscriptions/%s' % self.m.subscription_id, {'api-version': SUBSCRIPTION_API_VERSION})
+        model['tenant_id'] = sub.get('tenantId')
         deleted = to_dict(self.m.get('reading the soft-deleted key vaults named %s' % self.name,
                                      self.client.vaults.get_deleted, self.name, model['location']))
         if deleted is not None:
