@@ -179,7 +179,8 @@ class App:
         m = re.search(r"/providers/([^/]+)/([^/]+)", req.path)
         if m and req.path.lower().startswith("/subscriptions/"):
             return ArmError(404, "InvalidResourceType" if m.group(1).lower() in (
-                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization")
+                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization",
+                "microsoft.keyvault")
                 else "NoRegisteredProviderFound",
                 f"The resource type '{m.group(2)}' could not be found in the namespace '{m.group(1)}' for api "
                 f"version '{req.api_version}'.")
