@@ -91,7 +91,8 @@ class App:
         self.lro.resume()
         if hasattr(self.backend, "bind"):  # backends that talk back to us (tokens for IMDS) learn where we are
             self.backend.bind(self.base, self.ca_path, self.config.state_dir)
-        keyvault.announce(self)  # a restarted emulator tells the backend its vaults again
+        if self.store.of_type(keyvault.VAULT):
+            keyvault.announce(self)  # a restarted emulator tells the backend its vaults again
 
     def ensure_owner_assignment(self) -> None:
         """The service principal owns the subscription through a real role assignment."""
