@@ -91,6 +91,8 @@ class App:
         self.lro.resume()
         if hasattr(self.backend, "bind"):  # backends that talk back to us (tokens for IMDS) learn where we are
             self.backend.bind(self.base, self.ca_path, self.config.state_dir)
+        if self.store.of_type(keyvault.VAULT):
+            keyvault.announce(self)  # a restarted emulator tells the backend its vaults again
 
     def ensure_owner_assignment(self) -> None:
         """The service principal owns the subscription through a real role assignment."""
@@ -178,7 +180,8 @@ class App:
         m = re.search(r"/providers/([^/]+)/([^/]+)", req.path)
         if m and req.path.lower().startswith("/subscriptions/"):
             return ArmError(404, "InvalidResourceType" if m.group(1).lower() in (
-                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization")
+                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization",
+                "microsoft.keyvault")
                 else "NoRegisteredProviderFound",
                 f"The resource type '{m.group(2)}' could not be found in the namespace '{m.group(1)}' for api "
                 f"version '{req.api_version}'.")

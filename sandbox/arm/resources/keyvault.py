@@ -11,6 +11,7 @@ certificates, managed HSM, network ACLs / private endpoints (echoed), the secret
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ from ..router import RG, SUB, Response, route, type_path
 from ..util import deep, normalize_location, now_iso
 from .resources import list_routes, require_rg, rg_id
 
+LOG = logging.getLogger("sandbox.arm.keyvault")
 VAULT = "Microsoft.KeyVault/vaults"
 DELETED = "Microsoft.KeyVault/deletedVaults"
 # stable folders of specification/keyvault/resource-manager/Microsoft.KeyVault/stable (2015-06-01 ... 2024-11-01)
@@ -112,6 +114,33 @@ def _validate_vault(name: str, body: dict, old: dict | None) -> None:
                                         "has been created.")
 
 
+def _write_vault(app, req, rg, name, rid, body, props, old, deleted) -> dict:
+    """A create or update (not a recover) of the vault at ``rid``; the caller holds the store lock."""
+    if deleted is not None:
+        raise ArmError(409, "ConflictError",
+                       "A vault with the same name already exists in deleted state. You need to either recover or "
+                       "purge existing key vault. Follow this link https://go.microsoft.com/fwlink/?linkid=2149745 "
+                       "for more information on soft delete.")
+    _validate_vault(name, body, old["body"] if old else None)
+    location = normalize_location(body["location"], VAULT)
+    if old and old["body"]["location"] != location:
+        raise bad_request("InvalidResourceLocation",
+                          f"The resource '{name}' already exists in location '{old['body']['location']}' in "
+                          f"resource group '{rg}'. A resource with the same name cannot be created in location "
+                          f"'{location}'. Please select a new resource name.")
+    now = now_iso()
+    who = (req.principal or {}).get("oid", "")
+    system = deep(old["body"]["systemData"]) if old else {"createdBy": who, "createdByType": "Application",
+                                                         "createdAt": now}
+    system.update(lastModifiedBy=who, lastModifiedByType="Application", lastModifiedAt=now)
+    vault = {"id": rid, "name": name, "type": VAULT, "location": location,
+             "tags": body.get("tags") if body.get("tags") is not None else (old["body"].get("tags", {})
+                                                                             if old else {}),
+             "systemData": system, "properties": _vault_props(props, old["body"] if old else None, name)}
+    rec = app.store.put(vault)
+    return rec
+
+
 @route("PUT", type_path(RG, VAULT, "name"))
 def put_vault(app, req, sub, rg, name):
     require_rg(app, rg)
@@ -144,30 +173,11 @@ def put_vault(app, req, sub, rg, name):
                                                 f"'{vault['id'].split('/')[4]}'; recover it there.")
             app.store.delete(deleted["body"]["id"])
             rec = app.store.put(vault, {"secrets": deleted["x"].get("secrets", {})})
-            return Response(200, deep(rec["body"]))
-        if deleted is not None:
-            raise ArmError(409, "ConflictError",
-                           "A vault with the same name already exists in deleted state. You need to either recover or "
-                           "purge existing key vault. Follow this link https://go.microsoft.com/fwlink/?linkid=2149745 "
-                           "for more information on soft delete.")
-        _validate_vault(name, body, old["body"] if old else None)
-        location = normalize_location(body["location"], VAULT)
-        if old and old["body"]["location"] != location:
-            raise bad_request("InvalidResourceLocation",
-                              f"The resource '{name}' already exists in location '{old['body']['location']}' in "
-                              f"resource group '{rg}'. A resource with the same name cannot be created in location "
-                              f"'{location}'. Please select a new resource name.")
-        now = now_iso()
-        who = (req.principal or {}).get("oid", "")
-        system = deep(old["body"]["systemData"]) if old else {"createdBy": who, "createdByType": "Application",
-                                                             "createdAt": now}
-        system.update(lastModifiedBy=who, lastModifiedByType="Application", lastModifiedAt=now)
-        vault = {"id": rid, "name": name, "type": VAULT, "location": location,
-                 "tags": body.get("tags") if body.get("tags") is not None else (old["body"].get("tags", {})
-                                                                                 if old else {}),
-                 "systemData": system, "properties": _vault_props(props, old["body"] if old else None, name)}
-        rec = app.store.put(vault)
-    return Response(200 if old else 201, deep(rec["body"]))
+        else:
+            rec = _write_vault(app, req, rg, name, rid, body, props, old, deleted)
+    if mode == "recover" or not old:
+        announce(app)  # outside the store lock: the backend may take a while
+    return Response(200 if old or mode == "recover" else 201, deep(rec["body"]))
 
 
 @route("GET", type_path(RG, VAULT, "name"))
@@ -208,7 +218,16 @@ def delete_vault(app, req, sub, rg, name):
         if rec is None:
             return Response(204)
         _soft_delete(app, rec)
+    announce(app)
     return Response(200)
+
+
+def announce(app) -> None:
+    """Tell the backend which vault host names exist (sandbox hosts resolve them to the emulator)."""
+    try:
+        app.backend.vault_hosts(sorted(f"{r['body']['name'].lower()}.vault.azure.net" for r in app.store.of_type(VAULT)))
+    except Exception:  # noqa: BLE001 - a backend failure must not fail the ARM request
+        LOG.exception("backend vault_hosts failed")
 
 
 def _soft_delete(app, rec: dict) -> None:
@@ -293,8 +312,11 @@ def check_name(app, req, sub):
 
 @registry.on_purge(80)  # a resource group delete deletes its vaults (soft delete applies, as in Azure)
 def purge_vaults(app, prefix: str) -> None:
-    for rec in app.store.of_type(VAULT, prefix):
+    recs = app.store.of_type(VAULT, prefix)
+    for rec in recs:
         _soft_delete(app, rec)
+    if recs:
+        announce(app)
 
 
 # -- data plane --------------------------------------------------------------------------------------------
@@ -341,6 +363,7 @@ ACTIONS = {
     "get": ("Microsoft.KeyVault/vaults/secrets/getSecret/action", "get"),
     "set": ("Microsoft.KeyVault/vaults/secrets/setSecret/action", "set"),
     "list": ("Microsoft.KeyVault/vaults/secrets/readMetadata/action", "list"),
+    "update": ("Microsoft.KeyVault/vaults/secrets/update/action", "set"),
     "delete": ("Microsoft.KeyVault/vaults/secrets/delete", "delete"),
     "recover": ("Microsoft.KeyVault/vaults/secrets/recover/action", "recover"),
     "purge": ("Microsoft.KeyVault/vaults/secrets/purge/action", "purge"),
@@ -477,6 +500,25 @@ def data_plane(app, req, vault_name: str) -> Response:
             if item is None:
                 raise _not_found(f"{name}/{version}")
             return Response(200, _bundle(base, vault, entry["name"], version.lower(), item))
+        if req.method == "PATCH" and len(rest) <= 1:  # UpdateSecret: attributes, contentType, tags of a version
+            _authorize(app, claims, vault, "update", name)
+            if entry is None or entry.get("deleted"):
+                raise _not_found(name)
+            version = (rest[0] if rest else entry["current"]).lower()
+            item = entry["versions"].get(version)
+            if item is None:
+                raise _not_found(f"{name}/{version}")
+            body = req.body if isinstance(req.body, dict) else {}
+            if "contentType" in body:
+                item["contentType"] = body["contentType"]
+            if body.get("tags") is not None:
+                item["tags"] = body["tags"]
+            for key in ("enabled", "nbf", "exp"):
+                if (body.get("attributes") or {}).get(key) is not None:
+                    item["attributes"][key] = body["attributes"][key]
+            item["attributes"]["updated"] = int(time.time())
+            app.store.touch()
+            return Response(200, _bundle(base, vault, entry["name"], version, item, value=False))
         if req.method == "GET" and rest and rest[0].lower() == "versions":
             _authorize(app, claims, vault, "list", name)
             if entry is None or entry.get("deleted"):

@@ -221,3 +221,33 @@ def test_managed_identity_token_for_key_vault(arm):
     assert auth.decode(tok["access_token"])["aud"] == "https://vault.azure.net" and tok["resource"] == "https://vault.azure.net"
     with pytest.raises(ValueError):
         auth.managed_identity_token("p", "c", "/x", "https://storage.azure.com")
+
+
+def test_backend_learns_the_vault_host_names(tmp_path):
+    """Sandbox hosts resolve <vault>.vault.azure.net to the emulator: the backend is told every name that exists,
+    on create, delete and recover, and again after a restart."""
+    from sandbox.arm.testing import ArmEmulator
+    log = tmp_path / "calls.jsonl"
+    emu = ArmEmulator(extra_args=["--backend", "tests.integration.arm.recording_backend:RecordingBackend",
+                                  "--hosts-opt", f"log={log}"]).start()
+
+    def announced():
+        calls = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        return [c["payload"] for c in calls if c["event"] == "vault_hosts"]
+    try:
+        w = Wire(emu)
+        rg_name = "kvhosts"
+        w.call("PUT", f"/subscriptions/{emu.subscription_id}/resourceGroups/{rg_name}", {"location": LOC})
+        assert announced() == []  # at start: no vault, nothing to tell
+        name, _ = make_vault(w, rg_name)
+        assert announced()[-1] == [f"{name}.vault.azure.net"]
+        assert w.call("DELETE", vault_path(w, rg_name, name), api_version=API).status_code == 200
+        assert announced()[-1] == []
+        body = {"location": LOC, "properties": {"tenantId": emu.endpoint["tenant_id"], "createMode": "recover",
+                                                "sku": {"family": "A", "name": "standard"}}}
+        assert w.call("PUT", vault_path(w, rg_name, name), body, api_version=API).status_code == 200
+        assert announced()[-1] == [f"{name}.vault.azure.net"]
+        emu.restart()
+        assert announced()[-1] == [f"{name}.vault.azure.net"] and len(announced()) == 4
+    finally:
+        emu.cleanup()
