@@ -9,7 +9,6 @@ import re
 import stat
 import subprocess
 
-
 SERVERS = ["server-1", "server-2", "server-3"]
 TARGET = {"consul": "1.20.1", "nomad": "1.9.3"}
 EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.hashistack.azure.plugins.filter.upgrade_check import FilterModule, parse_version, upgrade_check
 
 
