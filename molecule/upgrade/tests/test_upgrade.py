@@ -10,6 +10,8 @@ import stat
 import subprocess
 import sys
 
+import testinfra
+
 SERVERS = ["server-1", "server-2", "server-3"]
 TARGET = {"consul": "1.20.1", "nomad": "1.9.3"}
 EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
@@ -116,3 +118,15 @@ def test_check_mode_before_the_upgrade_printed_the_plan_and_changed_nothing():
         assert "raft applied index" in line and "autopilot healthy" in line and "failure tolerance back to 1" in line
     assert "Clients in batches of 1: client-1" in out and "drained" in out
     assert "Snapshots first" in out
+
+
+def test_a_server_down_stops_the_run_before_anything_changes():
+    server = testinfra.get_host(f"ansible://server-3?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}", sudo=True)
+    server.check_output("systemctl stop consul")
+    try:
+        rc, out = _upgrade()
+        assert rc != 0
+        assert "Consul version of server-3 is unknown" in " ".join(out.split())
+        assert all(r["changed"] == 0 for r in _recap(out).values()), out
+    finally:
+        server.check_output("systemctl start consul")
