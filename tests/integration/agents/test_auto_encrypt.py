@@ -20,13 +20,16 @@ from .test_tls import _pki
 x509 = pytest.importorskip("cryptography.x509")
 
 
-def _server_cfg(net, pki, extra=""):
-    return f'''node_name = "s1"
+def _server_cfg(net, pki, extra="", i=1, expect=1):
+    join = ", ".join(f'"{net(j)}"' for j in range(1, expect + 1) if j != i)
+    return f'''node_name = "s{i}"
 data_dir = "data"
 server = true
-bootstrap_expect = 1
-bind_addr = "{net(1)}"
-client_addr = "{net(1)}"
+bootstrap_expect = {expect}
+bind_addr = "{net(i)}"
+client_addr = "{net(i)}"
+retry_join = [{join}]
+retry_interval = "1s"
 performance {{ raft_multiplier = 1 }}
 ports {{ https = 8501 }}
 connect {{ enabled = true }}
@@ -71,9 +74,9 @@ def _https(addr, path, pki):
         return r.status, json.loads(r.read()), dict(r.headers)
 
 
-def _roots(net, pki):
-    return wait_for(lambda: (lambda r: r if r[1]["Roots"] else None)(_https(f"{net(1)}:8501", "/v1/connect/ca/roots", pki)),
-                    20, what="the Connect CA root")
+def _roots(net, pki, i=1):
+    return wait_for(lambda: (lambda r: r if r[1]["Roots"] else None)(_https(f"{net(i)}:8501", "/v1/connect/ca/roots", pki)),
+                    30, what="the Connect CA root")
 
 
 def test_client_with_auto_encrypt_joins_servers_that_verify_incoming(consul, agents, net, tmp_path):
@@ -194,3 +197,44 @@ def test_server_without_connect_refuses_allow_tls_at_start(consul, agents, net, 
             _server_cfg(net, pki).replace("connect { enabled = true }", f"connect {{\n  enabled = true\n  {extra}\n}}"))
         r = run(consul, "validate", str(a.workdir / "config"))
         assert r.returncode == 1 and key in r.stderr + r.stdout, (key, r.stderr)
+
+
+def test_auto_encrypt_needs_node_write_with_acls(consul, agents, net, tmp_path):
+    """With ACLs the servers sign only for a token with node:write on the agent's node (acl.tokens.agent),
+    as Consul does: the anonymous token is refused and the client keeps asking."""
+    pki = _pki(consul, tmp_path / "pki", "consul", "dc1", net(1))
+    mgmt = "7e8d6c5b-4a39-4c2d-9e1f-0a1b2c3d4e5f"
+    acl = f'acl {{\n  enabled = true\n  default_policy = "deny"\n  tokens {{ initial_management = "{mgmt}" }}\n}}\n'
+    agents(consul, _server_cfg(net, pki, acl), "s1")
+    _roots(net, pki)
+    c2 = agents(consul, _client_cfg(net, 2, pki), "c2")
+    wait_for(lambda: "Permission denied: anonymous token lacks permission 'node:write' on" in c2.log, 20,
+             what="the refusal in the client's log")
+    wait_for(lambda: "No servers successfully responded to the auto-encrypt request" in c2.log, 10, what="the retry")
+    assert c2.alive()
+    with pytest.raises(OSError):
+        socket.create_connection((net(2), 8500), timeout=2).close()  # nothing served before a certificate
+    c4 = agents(consul, _client_cfg(net, 4, pki) + f'acl {{\n  enabled = true\n  tokens {{ agent = "{mgmt}" }}\n}}\n', "c4")
+    wait_for(lambda: "auto-encrypt certificate received" in c4.log, 20, what="c4's certificate")
+
+
+def test_leader_change_keeps_the_root(consul, agents, net, tmp_path):
+    """The root lives in the replicated state: after a leadership transfer the new leader neither makes
+    another one nor loses the old, and it signs for a client that joins then."""
+    pki = _pki(consul, tmp_path / "pki", "consul", "dc1", net(1))
+    for i in (1, 2, 3):
+        agents(consul, _server_cfg(net, pki, i=i, expect=3), f"s{i}")
+    roots = _roots(net, pki)[1]
+    leader = _https(f"{net(1)}:8501", "/v1/status/leader", pki)[1]
+    ctx = ssl.create_default_context(cafile=str(pki / "consul-agent-ca.pem"))
+    ctx.check_hostname = False
+    import urllib.request
+    req = urllib.request.Request(f"https://{net(1)}:8501/v1/operator/raft/transfer-leader", method="POST")
+    with urllib.request.urlopen(req, context=ctx, timeout=15) as r:
+        assert json.loads(r.read())["Success"] is True
+    wait_for(lambda: _https(f"{net(1)}:8501", "/v1/status/leader", pki)[1] not in ("", leader), 20, what="a new leader")
+    for i in (1, 2, 3):  # every server answers the same single root
+        assert _roots(net, pki, i)[1]["Roots"] == roots["Roots"]
+    c4 = agents(consul, _client_cfg(net, 4, pki), "c4")
+    wait_for(lambda: "auto-encrypt certificate received" in c4.log, 30, what="c4's certificate")
+    wait_for(lambda: http(f"{net(4)}:8500", "/v1/kv/after-transfer", "PUT", b"1")[0] == 200, 20, what="RPC from c4")
