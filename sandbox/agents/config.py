@@ -343,6 +343,15 @@ def consul_rules(c: dict, for_agent: bool) -> list[str]:
     for name, p in ports.items():
         if isinstance(p, int) and (p > 65535 or p < -1):
             e.append(f"ports.{name}: invalid port {p}")
+    ae = c.get("auto_encrypt") or {}
+    if server and ae.get("tls"):
+        e.append("auto_encrypt.tls can only be used on a client.")
+    if not server and ae.get("allow_tls"):
+        e.append("auto_encrypt.allow_tls can only be used on a server.")
+    if server and ae.get("allow_tls") and (c.get("connect") or {}).get("enabled") is not True:
+        # Consul switches connect on by itself here; the stand-in's Connect CA is opt-in, so it is refused
+        e.append("auto_encrypt.allow_tls: the sandbox consul stand-in needs connect { enabled = true } set explicitly "
+                 "(Consul enables connect implicitly for auto_encrypt.allow_tls; the stand-in does not)")
     e += _definition_errors(c)
     return e
 
@@ -431,7 +440,14 @@ IMPLEMENTED: dict[str, dict[str, object]] = {
             "tls.internal_rpc.verify_server_hostname",
             # ACLs (acl.py, consul_acl.py)
             "acl.enabled", "acl.enable_token_persistence", "acl.tokens.initial_management", "acl.tokens.agent",
-            "acl.tokens.default")},
+            "acl.tokens.default",
+            # Connect CA (built-in provider) and auto-encrypt (connect_ca.py, consul_connect.py)
+            "auto_encrypt.allow_tls", "auto_encrypt.tls", "auto_encrypt.dns_san",
+            "auto_encrypt.ip_san")},
+        "connect.ca_provider": _only("consul", why="only the built-in CA provider"),
+        "connect.enabled": lambda v, cfg: None if v is False or cfg.get("server") else (
+            "only on servers (the Connect CA for auto-encrypt): the client agents' Connect features (leaf "
+            "certificates, proxies) are not implemented"),
         "acl.default_policy": _only("allow", "deny", why="Consul's two default policies"),
         "primary_datacenter": _same_as("datacenter"),
         "raft_protocol": _only(3),
@@ -439,7 +455,6 @@ IMPLEMENTED: dict[str, dict[str, object]] = {
         "ports.grpc": _only(-1, why="the stand-in serves no gRPC"),
         "ports.grpc_tls": _only(-1, why="the stand-in serves no gRPC"),
         "ports.serf_wan": _only(-1, why="no WAN gossip"),
-        "connect.enabled": _only(False, why="no service mesh"),
         "enable_script_checks": _only(False, why="no script checks"),
         "enable_local_script_checks": _only(False, why="no script checks"),
     },

@@ -9,11 +9,13 @@ import time
 import uuid
 
 from . import consul_state as cs
-from . import snapshot, tls
+from . import snapshot
 from .agentbase import BaseAgent, dur
 from .config import format_duration, parse_duration, resolve_addr
 from .consul_acl import ConsulACL
 from .consul_acl import register as register_acl_routes
+from .consul_connect import ConsulConnect
+from .consul_connect import register as register_connect_routes
 from .consul_local import LocalState, check_definition, public, service_definition
 from .httpapi import HTTPError, Routes, canon
 from .metrics import Metrics, process_gauges
@@ -28,7 +30,7 @@ ROUTES = Routes()
 route = ROUTES.add
 
 
-class ConsulAgent(ConsulACL, BaseAgent):
+class ConsulAgent(ConsulConnect, ConsulACL, BaseAgent):
     product = "consul"
     ROUTES = ROUTES
     INDEX_HEADER = "X-Consul-Index"
@@ -68,6 +70,7 @@ class ConsulAgent(ConsulACL, BaseAgent):
         self.local = LocalState(self)
         self.session_timers: dict[str, float] = {}
         self.acl_settings()
+        self.connect_settings()
         self._config_definitions()
 
     def _config_definitions(self):
@@ -81,9 +84,6 @@ class ConsulAgent(ConsulACL, BaseAgent):
             self.local.add_check(check_definition(raw))
 
     # ------------------------------------------------------------ lifecycle
-    def tls_contexts(self):
-        return tls.consul_contexts(self.cfg, self.server)
-
     def reloaded(self, old_cfg):
         """Of the acl block only the tokens are reloadable (Consul's Reloadable Configuration list); a changed
         acl.enabled / default_policy needs a restart, as with Consul."""
@@ -110,6 +110,7 @@ class ConsulAgent(ConsulACL, BaseAgent):
         return t
 
     def start(self):
+        self.auto_encrypt_start()  # a client with auto_encrypt.tls needs its certificate before anything else
         self.log("INFO", f"agent: Consul agent running! version=v{self.version} node={self.node_name} datacenter={self.dc} server={str(self.server).lower()}")
         self.start_serf(name=self.node_name, addr=self.advertise, bind=self.bind, port=self.serf_port, tags=self.tags(),
                         key=self.gossip_key(self.cfg.get("encrypt"), self.data_dir / "serf" / "local.keyring",
@@ -119,6 +120,7 @@ class ConsulAgent(ConsulACL, BaseAgent):
             self.start_raft(self.bind, self.server_port, name=self.node_name, rpc_addr=f"{self.advertise}:{self.server_port}",
                             data_dir=self.data_dir, apply_fn=cs.apply, initial_state=cs.initial_state(),
                             bootstrap_expect=self.expect, multiplier=self.mult)
+            self.start_connect()
         if self.http_port == -1:
             self.log("INFO", "agent: HTTP API disabled (ports.http = -1)")
         else:
@@ -175,6 +177,7 @@ class ConsulAgent(ConsulACL, BaseAgent):
         if st.get("autopilot") is None:
             self._try(lambda: self.raft.apply({"op": "autopilot_set", "config": self._autopilot_from_config()}))
         self._try(self.acl_leader_init)
+        self._try(self.connect_leader_init)
         now = time.monotonic()
         # initializeSessionTimers: every TTL session gets a full 2 x TTL from the new leader
         self.session_timers = {sid: now + 2 * parse_duration(s["TTL"]) for sid, s in st["sessions"].items() if s.get("TTL")}
@@ -1095,3 +1098,4 @@ def snapshot_restore(self: ConsulAgent, req):
 
 
 register_acl_routes(route)
+register_connect_routes(route)

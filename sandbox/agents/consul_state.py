@@ -17,7 +17,7 @@ import time
 from .config import parse_duration
 from .net import RPCError
 
-TABLES = ("kvs", "tombstones", "nodes", "services", "checks", "sessions", "autopilot", "acl")
+TABLES = ("kvs", "tombstones", "nodes", "services", "checks", "sessions", "autopilot", "acl", "connect-ca")
 SERF_CHECK = "serfHealth"
 SESSION_TTL_MAX = 86400.0
 
@@ -25,7 +25,7 @@ SESSION_TTL_MAX = 86400.0
 def initial_state():
     return {"kv": {}, "tombstones": {}, "nodes": {}, "services": {}, "checks": {}, "sessions": {},
             "autopilot": None, "lock_delay": {}, "acl": {"bootstrap_index": 0, "policies": {}, "tokens": {}},
-            "index": {t: 0 for t in TABLES}}
+            "connect_ca": None, "index": {t: 0 for t in TABLES}}
 
 
 class TxnAbort(Exception):
@@ -417,6 +417,13 @@ def apply(state, op, index):
         state["autopilot"] = dict(op["config"], CreateIndex=(cur or {}).get("CreateIndex", index), ModifyIndex=index)
         _touch(state, index, "autopilot")
         return True
+    if kind == "connect_ca_init":
+        # the leader's CA initialisation: once per cluster (a new leader finds the root and keeps it)
+        if state.get("connect_ca") is None:
+            state["connect_ca"] = dict(op["ca"], CreateIndex=index, ModifyIndex=index)
+            _touch(state, index, "connect-ca")
+            return True
+        return False
     if kind.startswith("acl_"):
         from . import acl
         r = acl.apply(state, op, index)
@@ -548,7 +555,13 @@ def view_acl(state):
     return state["index"].get("acl", 0), table(state)
 
 
-VIEWS = {"acl": view_acl, "kv_get": view_kv_get, "kv_list": view_kv_list, "kv_keys": view_kv_keys, "nodes": view_nodes,
+def view_connect_ca_roots(state):
+    from .connect_ca import roots_view
+    return state["index"].get("connect-ca", 0), roots_view(state.get("connect_ca"))
+
+
+VIEWS = {"connect_ca_roots": view_connect_ca_roots, "acl": view_acl,
+         "kv_get": view_kv_get, "kv_list": view_kv_list, "kv_keys": view_kv_keys, "nodes": view_nodes,
          "node": view_node, "services": view_services, "service_nodes": view_service_nodes,
          "health_service": view_health_service, "health_node": view_health_node, "health_checks": view_health_checks,
          "health_state": view_health_state, "sessions": view_sessions, "autopilot": view_autopilot}

@@ -42,6 +42,8 @@ class _HTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self):
         http.client.HTTPConnection.connect(self)
+        if getattr(self._context, "insecure_rpc", False):
+            self.sock.sendall(RPC_TLS_INSECURE)  # no client certificate yet: Consul's AutoEncrypt.Sign connection
         name = getattr(self._context, "server_name", None) or self.host
         self.sock = self._context.wrap_socket(self.sock, server_hostname=name)
         from .tls import check_peer_name
@@ -125,7 +127,11 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             first = request.recv(1, socket.MSG_PEEK)
             if not first:
                 return None
-            if first != b"\x16":  # not a TLS handshake record
+            ctx = self.tls
+            if first == RPC_TLS_INSECURE and getattr(self.tls, "insecure", None) is not None:
+                request.recv(1)  # Consul's RPCTLSInsecure: TLS without a client certificate, AutoEncrypt.Sign only
+                ctx = self.tls.insecure
+            elif first != b"\x16":  # not a TLS handshake record
                 if getattr(self.tls, "plaintext_ok", False):
                     request.settimeout(None)
                     return super().finish_request(request, client_address)
@@ -136,7 +142,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 else:
                     request.sendall(PLAIN_ON_TLS)
                 return None
-            conn = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            conn = ctx.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            conn.insecure_rpc = ctx is not self.tls  # read by the handler
         except OSError:
             return None
         try:
@@ -172,6 +179,10 @@ def _close_gently(conn):
         conn.close()
 
 
+# The byte an AutoEncrypt.Sign connection starts with (Consul's pool.RPCTLSInsecure), and what it may call
+RPC_TLS_INSECURE = b"\x07"
+INSECURE_RPC_PATHS = frozenset({"/rpc/AutoEncrypt.Sign"})
+
 # Go's net/http answer to plain HTTP on a TLS port
 PLAIN_ON_TLS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
@@ -190,6 +201,9 @@ def serve(addr: str, port: int, router, log=None, tls: ssl.SSLContext | None = N
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else b""
             try:
+                if getattr(self.connection, "insecure_rpc", False) and u.path not in INSECURE_RPC_PATHS:
+                    # Go's net/rpc answer: the insecure RPC server registers the AutoEncrypt endpoint only
+                    raise RPCError(f"rpc: can't find service {u.path.removeprefix('/rpc/')}", 404)
                 r = router(self.command, urllib.parse.unquote(u.path), q, body, self.headers)
             except RPCError as e:
                 r = Response(raw=(str(e) + "\n").encode(), status=e.status or 500, ctype="text/plain")

@@ -21,14 +21,19 @@ class PeerNameError(ssl.SSLError):
 
 # ---------------------------------------------------------------- contexts
 
-def server_context(ca: str | None, cert: str, key: str, require_client_cert: bool, *, plaintext_ok: bool = False,
-                   what: str = "") -> ssl.SSLContext:
+def server_context(ca: str | None, cert: str | None, key: str | None, require_client_cert: bool, *,
+                   plaintext_ok: bool = False, what: str = "", pair: tuple[str, str] | None = None) -> ssl.SSLContext:
     """A listener's context. require_client_cert: the peer must present a certificate signed by ca
     (verify_incoming / verify_https_client / Nomad's RPC mTLS). plaintext_ok: the listener also takes
-    plain connections (Consul RPC without verify_incoming, Nomad's rpc_upgrade_mode)."""
+    plain connections (Consul RPC without verify_incoming, Nomad's rpc_upgrade_mode). pair: (cert PEM, key
+    PEM) held in memory instead of the cert/key files (Consul's auto-encrypt certificate)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load_pair(ctx, cert, key, what)
+    if pair:
+        from .connect_ca import load_pair_from_memory
+        load_pair_from_memory(ctx, *pair)
+    else:
+        _load_pair(ctx, cert, key, what)
     if ca:
         _load_ca(ctx, ca, what)
     if require_client_cert:
@@ -152,12 +157,17 @@ class Contexts:
         return {"http": self.http, "rpc-server": self.rpc_server, "rpc": self.rpc}[kind]
 
 
-def consul_contexts(cfg: dict, server: bool) -> Contexts:
+def consul_contexts(cfg: dict, server: bool, auto_cert: tuple[str, str] | None = None) -> Contexts:
     """tls { defaults {...} internal_rpc {...} https {...} } as Consul reads it: a section's setting wins over
     defaults. HTTPS is served only on ports.https; internal RPC listens with TLS when the server has a
     certificate (and still takes plain connections unless verify_incoming); outgoing RPC uses TLS only with
-    verify_outgoing, checking server.<dc>.consul with internal_rpc.verify_server_hostname."""
+    verify_outgoing, checking server.<dc>.consul with internal_rpc.verify_server_hostname.
+    auto_encrypt: a server with allow_tls also takes AutoEncrypt.Sign connections without a client certificate
+    (rpc_server.insecure, Consul's RPCTLSInsecure); a client with auto_encrypt.tls uses auto_cert ((cert PEM,
+    key PEM) from AutoEncrypt.Sign, None before it has one) for its RPC, and for HTTPS unless a file is set."""
     t = cfg.get("tls") or {}
+    ae = cfg.get("auto_encrypt") or {}
+    ae_client = not server and bool(ae.get("tls"))
     d = t.get("defaults") or {}
 
     def pick(section, k, default=None):
@@ -169,11 +179,16 @@ def consul_contexts(cfg: dict, server: bool) -> Contexts:
     ports = cfg.get("ports") or {}
     if ports.get("https", -1) not in (-1, None):
         cert, key = pick("https", "cert_file"), pick("https", "key_file")
-        if not (cert and key):
+        if ae_client and not (cert or key):
+            if auto_cert:  # before the first certificate there is no HTTPS listener yet (start() waits for it)
+                out.http = server_context(pick("https", "ca_file"), None, None, bool(pick("https", "verify_incoming", False)),
+                                          what="tls.https", pair=auto_cert)
+        elif not (cert and key):
             raise TLSConfigError("ports.https is set but no certificate is configured: set tls.defaults.cert_file "
                                  "and tls.defaults.key_file (or the tls.https ones)")
-        out.http = server_context(pick("https", "ca_file"), cert, key, bool(pick("https", "verify_incoming", False)),
-                                  what="tls.https")
+        else:
+            out.http = server_context(pick("https", "ca_file"), cert, key, bool(pick("https", "verify_incoming", False)),
+                                      what="tls.https")
     ca, cert, key = (pick("internal_rpc", k) for k in ("ca_file", "cert_file", "key_file"))
     vin = bool(pick("internal_rpc", "verify_incoming", False))
     vsh = bool((t.get("internal_rpc") or {}).get("verify_server_hostname", False))
@@ -181,9 +196,25 @@ def consul_contexts(cfg: dict, server: bool) -> Contexts:
         if not (cert and key):
             raise TLSConfigError("tls.internal_rpc: a certificate needs both cert_file and key_file")
         out.rpc_server = server_context(ca, cert, key, vin, plaintext_ok=not vin, what="tls.internal_rpc")
+        if ae.get("allow_tls"):
+            out.rpc_server.insecure = server_context(ca, cert, key, False, what="tls.internal_rpc")
     elif server and vin:
         raise TLSConfigError("tls.internal_rpc: verify_incoming is set but no cert_file/key_file is configured")
-    if pick("internal_rpc", "verify_outgoing", False):
+    elif server and ae.get("allow_tls"):
+        raise TLSConfigError("auto_encrypt.allow_tls: the server needs a certificate for its RPC: set "
+                             "tls.defaults.cert_file and key_file (or the tls.internal_rpc ones)")
+    if ae_client:
+        if not ca:
+            raise TLSConfigError("auto_encrypt.tls: set tls.defaults.ca_file (or tls.internal_rpc.ca_file) to the CA of "
+                                 "the servers' certificates: the sandbox stand-in does not request certificates unverified")
+        # the first connection (AutoEncrypt.Sign) has no client certificate; later ones present auto_cert
+        out.rpc = client_context(ca, check_name=vsh, server_name=f"server.{dc}.consul", what="auto_encrypt")
+        if auto_cert:
+            from .connect_ca import load_pair_from_memory
+            load_pair_from_memory(out.rpc, *auto_cert)
+        else:
+            out.rpc.insecure_rpc = True  # read by net._HTTPSConnection (Consul's RPCTLSInsecure byte)
+    elif pick("internal_rpc", "verify_outgoing", False):
         if not ca:
             raise TLSConfigError("tls.internal_rpc: verify_outgoing set, and no CA certificate provided! (set ca_file)")
         out.rpc = client_context(ca, cert, key, check_name=vsh, server_name=f"server.{dc}.consul", what="tls.internal_rpc")

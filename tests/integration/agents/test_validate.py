@@ -140,9 +140,9 @@ UNSUPPORTED_CONSUL = {
     "tls.defaults.tls_min_version": 'tls { defaults { tls_min_version = "TLSv1_3" } }\n',
     "acl.down_policy": 'acl {\n  enabled = true\n  down_policy = "deny"\n}\n',
     "verify_incoming": "verify_incoming = true\n",
-    "auto_encrypt": "auto_encrypt { tls = true }\n",
+    "connect.ca_config": 'connect {\n  enabled = true\n  ca_config { leaf_cert_ttl = "1h" }\n}\n',
     "ports.dns": "ports { dns = 8600 }\n",
-    "connect.enabled": "connect { enabled = true }\n",
+    "connect.enable_mesh_gateway_wan_federation": "connect { enable_mesh_gateway_wan_federation = true }\n",
     "dns_config": "dns_config { allow_stale = true }\n",
 }
 
@@ -156,9 +156,9 @@ def test_unsupported_consul_settings_refused_by_validate_and_at_start(consul, tm
         r = run(consul, "validate", str(f))
         assert r.returncode == 1, key
         assert f"{key}: " in r.stderr and "not implemented by the sandbox consul stand-in" in r.stderr, (key, r.stderr)
-    f = tmp_path / "auto_encrypt.hcl"
+    f = tmp_path / "connect.ca_config.hcl"
     a = run(consul, "agent", "-config-file", str(f), timeout=20)
-    assert a.returncode == 1 and "auto_encrypt: not implemented by the sandbox consul stand-in" in a.stderr
+    assert a.returncode == 1 and "connect.ca_config: not implemented by the sandbox consul stand-in" in a.stderr
     assert "Traceback" not in a.stderr
     # implemented TLS settings are still checked at start: HTTPS needs a certificate
     f = tmp_path / "https.hcl"

@@ -75,8 +75,9 @@ def test_every_route_declares_its_acl():
         for r in agent.ROUTES.table:
             if "/status/" in r.pattern or r.pattern in ("/v1/catalog/datacenters", "/v1/regions", "/v1/agent/health",
                                                         "/v1/metrics", "/v1/agent/join",
-                                                        # the docs: none (bootstrap), the token itself (self)
-                                                        "/v1/acl/bootstrap", "/v1/acl/token/self"):
+                                                        # the docs: none (bootstrap, CA roots), the token itself (self)
+                                                        "/v1/acl/bootstrap", "/v1/acl/token/self",
+                                                        "/v1/connect/ca/roots", "/v1/agent/connect/ca/roots"):
                 continue
             assert r.acl, (agent.product, r.pattern)
 
