@@ -41,8 +41,9 @@ description:
     C(hashistack_consul_datacenter), C(hashistack_nomad_region), C(hashistack_nomad_datacenter).
     They are read from the scale set's tags; a tag missing there is taken from the instance's own tags."
   - "Flat host variables for the roles, set only when the corresponding tag is present (so group or role
-    defaults still apply otherwise): C(hashistack_cluster), C(hashistack_role), C(hashistack_pool),
-    C(consul_datacenter), C(nomad_region), C(nomad_datacenter)."
+    defaults still apply otherwise): C(hashistack_role), C(hashistack_pool),
+    C(consul_datacenter), C(nomad_region), C(nomad_datacenter). The cluster name is only C(azure_cluster):
+    C(hashistack_cluster) is the normalized cluster the roles set as a fact (M(hashistack.azure.cluster_spec))."
   - "Default groups (see O(default_groups)): C(consul_servers) (role V(server)), C(consul_clients) (every other
     instance: a Consul agent runs on every node), C(nomad_servers) (role V(server)), C(nomad_clients)
     (role V(client)), C(pool_<pool>) and C(location_<location>), with names sanitized for Ansible."
@@ -211,7 +212,7 @@ from ansible_collections.hashistack.azure.plugins.plugin_utils._session import S
 # The tags the azure_infra role writes on each scale set (named in _cluster_spec), and the host variables
 # read from them: tag -> (namespaced host variable, flat host variable for the roles).
 HOSTVARS_FROM_TAGS = (
-    (TAG_CLUSTER, 'azure_cluster', 'hashistack_cluster'),
+    (TAG_CLUSTER, 'azure_cluster', None),  # no flat one: the roles' fact hashistack_cluster is the whole cluster
     (TAG_ROLE, 'azure_role', 'hashistack_role'),
     (TAG_POOL, 'azure_pool', 'hashistack_pool'),
     (TAG_CONSUL_DC, 'azure_consul_datacenter', 'consul_datacenter'),
@@ -232,7 +233,7 @@ def cluster_hostvars(set_tags, instance_tags):
     for tag, namespaced, flat in HOSTVARS_FROM_TAGS:
         value = on_set.get(tag, on_instance.get(tag))
         hostvars[namespaced] = value
-        if value is not None and value != '':
+        if flat and value is not None and value != '':
             hostvars[flat] = value
     return hostvars
 
