@@ -4,6 +4,7 @@
 #                              release mirror, then run playbooks/site.yml with sandbox/main/spec.yml
 #   scripts/sandbox.sh down    stop the emulator and the mirror, remove every sandbox machine and network
 #   scripts/sandbox.sh env     print the environment to point Ansible at the running sandbox
+#   scripts/sandbox.sh site [ARGS...]         playbooks/site.yml again against the running sandbox
 #   scripts/sandbox.sh consul|nomad ARGS...   the CLI on a server of the sandbox cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +101,14 @@ Ansible against the sandbox: source scripts/env.sh; eval "\$(scripts/sandbox.sh 
   ansible-playbook ${SITE[*]}
 EOT
     ;;
+  site)
+    shift
+    source scripts/env.sh
+    running || { echo "sandbox: not running; run scripts/sandbox.sh up first" >&2; exit 1; }
+    start_mirror
+    ansible_env
+    exec ansible-playbook "${SITE[@]}" "$@"
+    ;;
   consul | nomad)
     source scripts/env.sh
     server=$(a_server)
@@ -123,7 +132,7 @@ EOT
       "HASHISTACK_SANDBOX_MIRROR_URL=http://127.0.0.1:$(cat "$STATE/mirror.port" 2>/dev/null)"
     ;;
   *)
-    echo "usage: $0 up|down|env|consul ARGS...|nomad ARGS..." >&2
+    echo "usage: $0 up|down|env|site [ARGS...]|consul ARGS...|nomad ARGS..." >&2
     exit 2
     ;;
 esac
