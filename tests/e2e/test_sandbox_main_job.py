@@ -14,7 +14,6 @@ import shlex
 import shutil
 import ssl
 import subprocess
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -192,12 +191,18 @@ def test_destroy_needs_the_cluster_name_then_leaves_no_azure_resource_and_no_mac
     done = subprocess.run([*playbook, "-e", "hashistack_destroy_confirm=sandbox"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:]
-    sub = env["AZURE_SUBSCRIPTION_ID"]
-    groups = _arm(env, f"/subscriptions/{sub}/resourcegroups?api-version=2021-04-01")["value"]
-    assert "hashistack-sandbox" not in [g["name"] for g in groups]  # the collection created it, so it went
-    with pytest.raises(urllib.error.HTTPError) as gone:
-        _arm(env, f"/subscriptions/{sub}/resourceGroups/hashistack-sandbox/resources?api-version=2021-04-01")
-    assert gone.value.code == 404
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True,
+                                        connection_verify=env["AZURE_CA_BUNDLE"])
+    base = env["AZURE_CLOUD_ENVIRONMENT"]
+    client = ResourceManagementClient(credential, env["AZURE_SUBSCRIPTION_ID"], base_url=base,
+                                      credential_scopes=[base + ".default"], connection_verify=env["AZURE_CA_BUNDLE"])
+    # the collection created the group, so it went too; nothing of the cluster is left anywhere
+    assert "hashistack-sandbox" not in [g.name for g in client.resource_groups.list()]
+    assert [r.id for r in client.resources.list()] == []
     hosts = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.hosts", "list"], env=sandbox["hosts_env"],
                            cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(hosts.stdout) == []
