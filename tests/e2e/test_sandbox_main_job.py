@@ -104,7 +104,7 @@ def _machines(sandbox) -> dict[str, str]:
     listed = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "sandbox.hosts", "list"], env=sandbox["hosts_env"],
                             cwd=ROOT, capture_output=True, text=True, check=True)
     by_ip = {h["ip"]: h["name"] for h in json.loads(listed.stdout)}
-    members = _table(sandbox["run"]("consul", "consul", "members").stdout, "Node")
+    members = _table(sandbox["run"]("consul", "members").stdout, "Node")
     return {m["Node"]: by_ip[m["Address"].split(":")[0]] for m in members}
 
 
@@ -127,7 +127,7 @@ def test_up_runs_site_and_forms_the_cluster_by_cloud_auto_join(sandbox):
     instances = {h for h in recap if h != "localhost"}
     assert len(instances) == 5, recap  # 3 servers + 1 + 1 client
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values()), recap
-    members = _table(sandbox["run"]("consul", "consul", "members").stdout, "Node")
+    members = _table(sandbox["run"]("consul", "members").stdout, "Node")
     assert sorted(m["Node"] for m in members) == sorted(instances)
     assert {m["Status"] for m in members} == {"alive"}
     for host in instances:
@@ -137,10 +137,10 @@ def test_up_runs_site_and_forms_the_cluster_by_cloud_auto_join(sandbox):
                 f"subscription_id={sandbox['env']['AZURE_SUBSCRIPTION_ID']}")
         assert consul["DebugConfig"]["RetryJoinLAN"] == [join]
         assert f'retry_join = {json.dumps([join])}' in _exec(sandbox, host, "cat", "/etc/nomad.d/nomad.hcl")
-    nodes = _table(sandbox["run"]("nomad", "nomad", "node", "status").stdout, "ID")
+    nodes = _table(sandbox["run"]("nomad", "node", "status").stdout, "ID")
     assert sorted(n["Name"] for n in nodes) == sorted(h for h in instances if "servers" not in h)
     assert {n["Status"] for n in nodes} == {"ready"}
-    servers = _table(sandbox["run"]("nomad", "nomad", "server", "members").stdout, "Name")
+    servers = _table(sandbox["run"]("nomad", "server", "members").stdout, "Name")
     assert len(servers) == 3 and {s["Status"] for s in servers} == {"alive"}
     assert "scripts/sandbox.sh nomad node status" in out  # how to reach the APIs
 
@@ -153,7 +153,7 @@ def test_second_location_client_keeps_the_servers_datacenter_and_region_with_its
     assert consul["Member"]["Addr"].startswith("10.78.0.")  # its own, peered network
     assert nomad["config"]["Region"] == "global"
     assert nomad["config"]["Datacenter"] == "northeurope"
-    row = next(n for n in _table(sandbox["run"]("nomad", "nomad", "node", "status").stdout, "ID") if n["Name"] == north)
+    row = next(n for n in _table(sandbox["run"]("nomad", "node", "status").stdout, "ID") if n["Name"] == north)
     assert row["DC"] == "northeurope" and row["Status"] == "ready"
 
 
@@ -163,7 +163,7 @@ def test_smoke_job_ran_on_each_pool_and_was_removed(sandbox):
     assert set(ran) == {"west", "north"}, out[-4000:]
     assert "west" in ran["west"] and "north" in ran["north"]
     assert re.search(r"smoke job on pool north: running on \S+ \(nomad datacenter northeurope\)", out)
-    jobs = sandbox["run"]("nomad", "nomad", "job", "status").stdout
+    jobs = sandbox["run"]("nomad", "job", "status").stdout
     assert "hashistack-smoke" not in jobs
 
 
