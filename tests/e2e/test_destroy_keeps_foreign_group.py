@@ -1,5 +1,5 @@
-"""playbooks/destroy.yml removes the cluster's resources but never a resource group that the collection
-did not create (against the session's ARM emulator; scale-set instances need no machines here)."""
+"""azure_infra in check mode on an existing cluster writes nothing; playbooks/destroy.yml removes the
+cluster's resources but never a resource group that the collection did not create (against the session's ARM emulator; scale-set instances need no machines here)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_destroy_keeps_a_resource_group_it_did_not_create(arm, arm_env, tmp_path):
+def test_check_mode_writes_nothing_and_destroy_keeps_a_resource_group_it_did_not_create(arm, arm_env, tmp_path):
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     client = ResourceManagementClient(arm.credential(), arm.subscription_id, **arm.client_kwargs())
@@ -42,6 +42,11 @@ def test_destroy_keeps_a_resource_group_it_did_not_create(arm, arm_env, tmp_path
     assert {r.type for r in client.resources.list_by_resource_group("hashistack-mine")} >= {
         "Microsoft.Compute/virtualMachineScaleSets", "Microsoft.Network/virtualNetworks",
         "Microsoft.Network/networkSecurityGroups"}
+
+    since = arm.mark()  # check mode on the existing cluster: nothing to change, nothing written
+    checked = play("--check", str(tmp_path / "play.yml")).stdout
+    assert "changed=0" in checked and "failed=0" in checked, checked[-3000:]
+    assert arm.writes(since) == []
 
     out = play(str(ROOT / "playbooks/destroy.yml"), "-e", "hashistack_destroy_confirm=mine").stdout
     assert "was not created by hashistack.azure" in out
