@@ -41,8 +41,9 @@ description:
     C(hashistack_consul_datacenter), C(hashistack_nomad_region), C(hashistack_nomad_datacenter).
     They are read from the scale set's tags; a tag missing there is taken from the instance's own tags."
   - "Flat host variables for the roles, set only when the corresponding tag is present (so group or role
-    defaults still apply otherwise): C(hashistack_cluster), C(hashistack_role), C(hashistack_pool),
-    C(consul_datacenter), C(nomad_region), C(nomad_datacenter)."
+    defaults still apply otherwise): C(hashistack_role), C(hashistack_pool),
+    C(consul_datacenter), C(nomad_region), C(nomad_datacenter). The cluster name is only C(azure_cluster):
+    C(hashistack_cluster) is the normalized cluster the roles set as a fact (M(hashistack.azure.cluster_spec))."
   - "Default groups (see O(default_groups)): C(consul_servers) (role V(server)), C(consul_clients) (every other
     instance: a Consul agent runs on every node), C(nomad_servers) (role V(server)), C(nomad_clients)
     (role V(client)), C(pool_<pool>) and C(location_<location>), with names sanitized for Ansible."
@@ -198,6 +199,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.utils.unsafe_proxy import wrap_var
+from ansible_collections.hashistack.azure.plugins.module_utils._cluster_spec import (
+    ROLE_CLIENT, ROLE_SERVER, TAG_CLUSTER, TAG_CONSUL_DC, TAG_NOMAD_DC, TAG_NOMAD_REGION, TAG_POOL, TAG_ROLE)
 from ansible_collections.hashistack.azure.plugins.module_utils._ids import parse_resource_id
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss_readers import (
     index_nics, instance_from_rest, instances_request, members, network_key, network_requests, orchestration_mode,
@@ -206,16 +209,10 @@ from ansible_collections.hashistack.azure.plugins.plugin_utils._inventory import
 from ansible_collections.hashistack.azure.plugins.plugin_utils._session import Skipped, list_or_skip
 
 # ---------------------------------------------------------------------------------------------- cluster tags
-# The tags the azure_infra role writes on each scale set, and the host variables read from them:
-# tag -> (namespaced host variable, flat host variable for the roles).
-TAG_CLUSTER = 'hashistack_cluster'
-TAG_ROLE = 'hashistack_role'
-TAG_POOL = 'hashistack_pool'
-TAG_CONSUL_DC = 'hashistack_consul_datacenter'
-TAG_NOMAD_REGION = 'hashistack_nomad_region'
-TAG_NOMAD_DC = 'hashistack_nomad_datacenter'
-CLUSTER_TAGS = (
-    (TAG_CLUSTER, 'azure_cluster', 'hashistack_cluster'),
+# The tags the azure_infra role writes on each scale set (named in _cluster_spec), and the host variables
+# read from them: tag -> (namespaced host variable, flat host variable for the roles).
+HOSTVARS_FROM_TAGS = (
+    (TAG_CLUSTER, 'azure_cluster', None),  # no flat one: the roles' fact hashistack_cluster is the whole cluster
     (TAG_ROLE, 'azure_role', 'hashistack_role'),
     (TAG_POOL, 'azure_pool', 'hashistack_pool'),
     (TAG_CONSUL_DC, 'azure_consul_datacenter', 'consul_datacenter'),
@@ -233,10 +230,10 @@ def cluster_hostvars(set_tags, instance_tags):
     on_set = dict((k.lower(), v) for k, v in (set_tags or {}).items())
     on_instance = dict((k.lower(), v) for k, v in (instance_tags or {}).items())
     hostvars = {}
-    for tag, namespaced, flat in CLUSTER_TAGS:
+    for tag, namespaced, flat in HOSTVARS_FROM_TAGS:
         value = on_set.get(tag, on_instance.get(tag))
         hostvars[namespaced] = value
-        if value is not None and value != '':
+        if flat and value is not None and value != '':
             hostvars[flat] = value
     return hostvars
 
@@ -266,11 +263,11 @@ def default_group_names(hostvars):
     """Unsanitized default group names for one host."""
     groups = []
     role = (hostvars.get('azure_role') or '').lower()
-    if role == 'server':
+    if role == ROLE_SERVER:
         groups.extend(['consul_servers', 'nomad_servers'])
     else:
         groups.append('consul_clients')
-        if role == 'client':
+        if role == ROLE_CLIENT:
             groups.append('nomad_clients')
     if hostvars.get('azure_pool'):
         groups.append('pool_%s' % hostvars['azure_pool'])

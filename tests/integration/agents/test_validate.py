@@ -205,7 +205,7 @@ def test_what_the_roles_render_is_implemented(consul, nomad, tmp_path):
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters.update(to_json=json.dumps, bool=bool, int=int, string=str)
     spec = {"cluster": "c", "consul_datacenter": "dc1", "nomad_region": "global", "server_count": 3}
-    common = {"hashistack_spec": spec, "consul_data_dir": "/opt/consul", "consul_log_level": "INFO",
+    common = {"hashistack_cluster": spec, "consul_data_dir": "/opt/consul", "consul_log_level": "INFO",
               "consul_bind_addr": "{{ GetPrivateIP }}", "consul_client_addr": "127.0.0.1", "consul_http_port": 8500,
               "_consul_join": ["provider=azure resource_group=rg vm_scale_set=s subscription_id=x"],
               "consul_gossip_encryption": True, "_consul_gossip_key": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",

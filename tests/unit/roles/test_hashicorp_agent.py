@@ -32,7 +32,7 @@ GOSSIP = """\
 
 def test_gossip_key_generated_once_private_never_logged(tmp_path):
     secrets = tmp_path / "secrets"
-    p1 = _play(tmp_path, GOSSIP, {"hashistack_secrets_dir": str(secrets), "hashistack_spec": {"cluster": "t"}})
+    p1 = _play(tmp_path, GOSSIP, {"hashistack_secrets_dir": str(secrets)})
     assert p1.returncode == 0, p1.stdout[-3000:]
     keyfile = secrets / "consul-gossip.key"
     key = keyfile.read_text().strip()
@@ -40,7 +40,7 @@ def test_gossip_key_generated_once_private_never_logged(tmp_path):
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
     assert key not in p1.stdout and key not in p1.stderr
-    p2 = _play(tmp_path, GOSSIP, {"hashistack_secrets_dir": str(secrets), "hashistack_spec": {"cluster": "t"}})
+    p2 = _play(tmp_path, GOSSIP, {"hashistack_secrets_dir": str(secrets)})
     assert p2.returncode == 0
     assert keyfile.read_text().strip() == key
     assert key not in p2.stdout
@@ -56,18 +56,17 @@ SPEC = """\
     msg: "{{ hashistack_host_pool }} {{ hashistack_host_nomad_datacenter }}"
 """
 
-GOOD_SPEC = {"cluster": "prod", "consul_datacenter": "dc1", "nomad_region": "global", "server_count": 3,
-             "server_pool": "servers",
-             "pools": {"servers": {"location": "westeurope"}, "batch": {"location": "northeurope"}}}
+GOOD_SPEC = {"cluster": "prod", "azure": {"location": "westeurope"}, "servers": {"count": 3},
+             "pools": [{"name": "batch", "location": "northeurope"}, {"name": "web", "nomad_datacenter": "edge"}]}
 
 
+# The whole list of refusals is unit-tested with module_utils/_cluster_spec; here: the roles stop on them.
 @pytest.mark.parametrize("change, fragment", [
-    ({"consul_datacenter": "DC 1"}, "consul_datacenter 'DC 1'"),
-    ({"nomad_region": "eu/west"}, "nomad_region 'eu/west'"),
-    ({"server_count": 0}, "server_count 0"),
-    ({"pools": {"servers": {"location": "westeurope"}, "batch": {"location": "northeurope", "nomad_region": "other"}}},
-     "set their own consul_datacenter/nomad_region"),
-    ({"pools": {"servers": {"location": "westeurope"}, "batch": {}}}, "invalid nomad_datacenter or location: ['batch']"),
+    ({"consul_datacenter": "DC 1"}, "hashistack_spec.consul_datacenter 'DC 1' is not a valid Consul datacenter"),
+    ({"servers": {"count": 4}}, "hashistack_spec.servers.count is 4, an even number"),
+    ({"pools": [{"name": "batch", "location": "northeurope", "nomad_region": "other"}]},
+     "hashistack_spec.pools[0] (batch).nomad_region is set ('other'): a pool cannot have its own Nomad region"),
+    ({"server_count": 3}, "server_count"),
 ])
 def test_cluster_spec_rejects(tmp_path, change, fragment):
     spec = dict(GOOD_SPEC, **change)
@@ -75,10 +74,17 @@ def test_cluster_spec_rejects(tmp_path, change, fragment):
     assert fragment in msg
 
 
-def test_cluster_spec_pool_datacenter_and_tag_mismatch(tmp_path):
-    ok = _play(tmp_path, SPEC, {"hashistack_spec": GOOD_SPEC, "hashistack_pool": "batch"})
+@pytest.mark.parametrize("pool, expected", [("batch", "batch northeurope"), ("web", "web edge"),
+                                            ("servers", "servers westeurope")])
+def test_cluster_spec_host_pool_and_datacenter(tmp_path, pool, expected):
+    ok = _play(tmp_path, SPEC, {"hashistack_spec": GOOD_SPEC, "hashistack_pool": pool})
     assert ok.returncode == 0, ok.stdout[-3000:]
-    assert "batch northeurope" in ok.stdout
+    assert expected in ok.stdout
+
+
+def test_cluster_spec_host_not_in_the_spec_or_tags_disagree(tmp_path):
+    msg = _failure(_play(tmp_path, SPEC, {"hashistack_spec": GOOD_SPEC, "hashistack_pool": "gpu"}))
+    assert "pool 'gpu' (known pools: ['servers', 'batch', 'web'])" in msg
     msg = _failure(_play(tmp_path, SPEC, {"hashistack_spec": GOOD_SPEC, "hashistack_pool": "batch",
                                           "nomad_region": "northeurope"}))
     assert "tags disagree with the cluster spec" in msg
@@ -118,12 +124,13 @@ BY_TAG = {"tag_name": "hashistack_cluster", "tag_value": "prod", "resource_group
     ({"hashicorp_agent_join_method": "azure", "hashicorp_agent_retry_join": ["10.9.9.9"]}, ["10.9.9.9"]),
 ])
 def test_join_targets(tmp_path, extra, expected):
-    v = {"hashistack_spec": dict(GOOD_SPEC, azure={"subscription_id": "sub-1"}), "hashicorp_agent_azure_join": BY_TAG}
+    v = {"hashistack_cluster": {"azure": {"subscription_id": "sub-1"}}, "hashicorp_agent_azure_join": BY_TAG}
     v.update(extra)
     assert _result(_play(tmp_path, JOIN, v)) == expected
 
 
 def test_join_azure_needs_a_subscription(tmp_path):
-    msg = _failure(_play(tmp_path, JOIN, {"hashistack_spec": GOOD_SPEC, "hashicorp_agent_azure_join": BY_TAG,
+    msg = _failure(_play(tmp_path, JOIN, {"hashistack_cluster": {"azure": {"subscription_id": None}},
+                                          "hashicorp_agent_azure_join": BY_TAG,
                                           "hashicorp_agent_join_method": "azure"}))
     assert "azure needs hashistack_spec.azure.subscription_id" in msg

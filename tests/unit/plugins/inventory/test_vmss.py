@@ -103,6 +103,8 @@ def test_uniform_hostvars(build):
     assert hv['consul_datacenter'] == 'dc1' and hv['azure_consul_datacenter'] == 'dc1'
     assert hv['nomad_region'] == 'global' and hv['nomad_datacenter'] == 'dc1'
     assert hv['azure_vmss_tags']['hashistack_cluster'] == 'prod'
+    # the cluster name is azure_cluster only: hashistack_cluster is the roles' normalized cluster fact
+    assert hv['azure_cluster'] == 'prod' and 'hashistack_cluster' not in hv
     assert inv.get_host('hs-web-1').get_vars()['azure_latest_model'] is False
     assert inv.get_host('hs-batch-0').get_vars()['nomad_datacenter'] == 'dc2'
 
