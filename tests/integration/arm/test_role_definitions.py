@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from .armwire import Wire
 from .test_conformance import check, example
@@ -18,13 +20,9 @@ API = "2022-04-01"
 # The reads go-discover's azure provider makes (hashicorp/go-discover provider/azure/azure_discover.go:
 # ListVirtualMachineScaleSetNetworkInterfaces for resource_group + vm_scale_set, ListAll of the
 # subscription's NICs for tag_name + tag_value), and the scale set / instance reads around them.
-AUTOJOIN_ACTIONS = [
-    "Microsoft.Compute/virtualMachineScaleSets/read",
-    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
-    "Microsoft.Compute/virtualMachineScaleSets/networkInterfaces/read",
-    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read",
-    "Microsoft.Network/networkInterfaces/read",
-]
+# The actions roles/azure_infra gives the scale sets' identities (one list, read from the role's defaults).
+AUTOJOIN_ACTIONS = yaml.safe_load(
+    (Path(__file__).resolve().parents[3] / "roles/azure_infra/defaults/main.yml").read_text())["azure_infra_autojoin_actions"]
 
 
 @pytest.fixture(scope="module")
