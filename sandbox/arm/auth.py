@@ -67,6 +67,9 @@ ROLES.update({
                         "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]},
 })
 KEY_VAULT_AUDIENCE = "https://vault.azure.net"  # the data plane's token audience in the public cloud
+# Azure Resource Manager's own resource ids (public cloud): clients that hard-code them (go-discover asks
+# IMDS for https://management.azure.com/) get an ARM token, as Entra ID issues for either.
+ARM_RESOURCE_IDS = ("https://management.azure.com", "https://management.core.windows.net")
 
 
 def _b64(data: bytes) -> str:
@@ -230,7 +233,7 @@ class Auth:
             scopes = [s for s in form.get("scope", "").split() if s.endswith("/.default")]
             resource = scopes[0][: -len(".default")] if scopes else form.get("scope", "")
         audience = KEY_VAULT_AUDIENCE if resource.rstrip("/") == KEY_VAULT_AUDIENCE else self.resource_manager
-        if resource.rstrip("/") not in (self.resource_manager.rstrip("/"), KEY_VAULT_AUDIENCE):
+        if not self._known_resource(resource):
             raise aad_error(400, "invalid_resource", 500011,
                             f"The resource principal named {resource} was not found in the tenant named "
                             f"{self.identity['tenant_id']}. This can happen if the application has not been installed "
@@ -243,12 +246,16 @@ class Auth:
             body.update({"expires_on": str(exp), "not_before": str(exp - TOKEN_LIFETIME), "resource": audience})
         return body
 
+    def _known_resource(self, resource: str) -> bool:
+        """Whether Entra ID knows ``resource``: this ARM (its URL or ARM's resource ids) or Key Vault."""
+        return resource.rstrip("/") in (self.resource_manager.rstrip("/"), KEY_VAULT_AUDIENCE, *ARM_RESOURCE_IDS)
+
     def managed_identity_token(self, principal_id: str, client_id: str, resource_id: str,
                                resource: str | None = None) -> dict:
         """A token for a system-assigned identity, in the IMDS /metadata/identity/oauth2/token shape; ``resource``:
         ARM (default) or Key Vault (https://vault.azure.net); anything else is ValueError."""
         audience = self.resource_manager
-        if resource and resource.rstrip("/") not in (self.resource_manager.rstrip("/"), KEY_VAULT_AUDIENCE):
+        if resource and not self._known_resource(resource):
             raise ValueError(resource)
         if resource and resource.rstrip("/") == KEY_VAULT_AUDIENCE:
             audience = KEY_VAULT_AUDIENCE

@@ -251,3 +251,13 @@ def test_backend_learns_the_vault_host_names(tmp_path):
         assert announced()[-1] == [f"{name}.vault.azure.net"] and len(announced()) == 4
     finally:
         emu.cleanup()
+
+
+def test_managed_identity_token_for_arm_by_its_public_resource_id(arm):
+    # go-discover (Consul/Nomad cloud auto-join) asks IMDS for resource=https://management.azure.com/ (ARM's
+    # resource id, hard-coded): Entra ID issues an ARM token for it, and for the emulator's own URL
+    from sandbox.arm.auth import Auth
+    auth = Auth.load(arm.state_dir, arm.endpoint["authority"], arm.resource_manager)
+    for resource in ("https://management.azure.com/", "https://management.core.windows.net/", arm.resource_manager, None):
+        tok = auth.managed_identity_token("p", "c", "/x", resource)
+        assert auth.decode(tok["access_token"])["aud"] == arm.resource_manager, resource
