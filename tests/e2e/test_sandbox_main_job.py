@@ -50,8 +50,12 @@ def sandbox(tmp_path_factory):
             raise AssertionError(f"sandbox.sh {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}")
         return proc
 
-    up = run("up")
-    exports = run("env").stdout
+    try:
+        up = run("up")
+        exports = run("env").stdout
+    except BaseException:
+        run("down", check=False)  # a failed `up` must not leave its machines, networks and emulator behind
+        raise
     shell_env = dict(env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"), ANSIBLE_NOCOLOR="1")
     for line in exports.splitlines():
         for assignment in shlex.split(line)[1:]:  # export K=V [K=V ...]
