@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ok
+from .conftest import ok
 
 AUTH_VARS = ('AZURE_CLIENT_ID', 'AZURE_SECRET', 'AZURE_CLIENT_SECRET', 'AZURE_TENANT', 'AZURE_TENANT_ID', 'AZURE_SUBSCRIPTION_ID')
 READ = {'resource_group': {'name': 'hsmod-auth-never-created', 'state': 'absent'}}

@@ -4,7 +4,7 @@ diff, update, delete, bad input."""
 
 from __future__ import annotations
 
-from conftest import arm_requests, make_rg, mark, ok, sub_of, writes
+from .conftest import arm_requests, make_rg, mark, ok, sub_of, writes
 
 
 def test_resource_group_lifecycle(arm, play, rg):

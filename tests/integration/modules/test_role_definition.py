@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import make_rg, mark, ok, sub_of, writes
+from .conftest import make_rg, mark, ok, sub_of, writes
 
 AUTOJOIN = ['Microsoft.Compute/virtualMachineScaleSets/read',
             'Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read',
