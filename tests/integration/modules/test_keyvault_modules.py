@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from .conftest import make_rg, mark, ok, writes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from .conftest import SSH_KEY, arm_requests, mark, ok, writes
 
 IMAGE = 'Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest'

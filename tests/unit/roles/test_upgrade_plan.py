@@ -59,7 +59,7 @@ def _plan(tmp_path, hosts, reads, **extra):
                    "hosts": {h: v for h, v in hosts.items()},
                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
     (tmp_path / "inv.json").write_text(json.dumps(inv))
-    variables = {"_hashistack_upgrade_reads": {"results": reads}, "hashistack_spec": {"cluster": "t"},
+    variables = {"_hashistack_upgrade_reads": {"results": reads}, "hashistack_cluster": {"cluster": "t"},  # preflight normalizes the spec into it
                  "hashistack_secrets_dir": str(tmp_path), "consul_version": "1.20.1", "nomad_version": "1.9.3"} | extra
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     (tmp_path / "play.yml").write_text(textwrap.dedent(f"""\

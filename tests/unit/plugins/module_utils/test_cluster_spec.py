@@ -38,7 +38,9 @@ def test_minimal_spec_defaults():
                                      'zones': [], 'nomad_datacenter': 'westeurope', 'node_class': 'servers',
                                      'scale_set': 'prod-servers', 'network': 'prod-westeurope'}
     assert c['tags'] == {'hashistack_cluster': 'prod'}
-    assert c['network_security_group'] == 'prod-nodes'
+    assert 'network_security_group' not in c
+    assert {loc: n['security_group'] for loc, n in c['networks'].items()} == {
+        loc: 'prod-nodes-%s' % loc for loc in c['locations']}
 
 
 def test_pools_inherit_from_servers_and_azure_and_take_their_location_as_nomad_datacenter():
@@ -64,9 +66,11 @@ def test_derived_networks_follow_the_locations_in_order():
     assert c['locations'] == ['northeurope', 'westeurope']
     assert c['networks'] == {
         'northeurope': {'name': 'prod-northeurope', 'location': 'northeurope', 'address_space': '10.77.0.0/16',
-                        'subnet': '10.77.0.0/24', 'subnet_name': 'nodes'},
+                        'subnet': '10.77.0.0/24', 'subnet_name': 'nodes',
+                       'security_group': 'prod-nodes-westeurope'},
         'westeurope': {'name': 'prod-westeurope', 'location': 'westeurope', 'address_space': '10.78.0.0/16',
-                       'subnet': '10.78.0.0/24', 'subnet_name': 'nodes'}}
+                       'subnet': '10.78.0.0/24', 'subnet_name': 'nodes',
+                       'security_group': 'prod-nodes-northeurope'}}
     assert c['ssh_sources'] == ['10.77.0.0/16', '10.78.0.0/16']
 
 
