@@ -121,8 +121,9 @@ def network_name(cluster, location):
     return '%s-%s' % (cluster, location)
 
 
-def nsg_name(cluster):
-    return '%s-%s' % (cluster, NSG_SUFFIX)
+def nsg_name(cluster, location):
+    # one per location: Azure attaches an NSG only to NICs of its own region
+    return '%s-%s-%s' % (cluster, NSG_SUFFIX, location)
 
 
 def _drop_none(value):
@@ -314,7 +315,8 @@ def normalize(spec):
 
     cluster = p['cluster']
     networks = dict((loc, dict(name=network_name(cluster, loc), location=loc, address_space=spaces[loc],
-                               subnet=_first_24(spaces[loc]), subnet_name=SUBNET_NAME)) for loc in locations)
+                               subnet=_first_24(spaces[loc]), subnet_name=SUBNET_NAME,
+                               security_group=nsg_name(cluster, loc))) for loc in locations)
     out_pools = {}
     scale_sets = []
     for name, pool in pools:
@@ -341,7 +343,6 @@ def normalize(spec):
         pools=out_pools,
         locations=locations,
         networks=networks,
-        network_security_group=nsg_name(cluster),
         scale_sets=scale_sets,
         tags={TAG_CLUSTER: cluster},
     )

@@ -287,15 +287,12 @@ cluster:
     networks:
       description:
         - The virtual network of each location, by location - C(name), C(location), C(address_space) (CIDR, given or
-          derived), C(subnet) (CIDR of the subnet, the first /24) and C(subnet_name) (V(nodes)).
+          derived), C(subnet) (CIDR of the subnet, the first /24), C(subnet_name) (V(nodes)) and C(security_group)
+          (the network security group of that location's nodes; Azure attaches an NSG only to NICs of its region).
       type: dict
       sample:
         westeurope: {name: prod-westeurope, location: westeurope, address_space: 10.77.0.0/16, subnet: 10.77.0.0/24,
-                     subnet_name: nodes}
-    network_security_group:
-      description: Name of the network security group of the nodes' subnets.
-      type: str
-      sample: prod-nodes
+                     subnet_name: nodes, security_group: prod-nodes-westeurope}
     scale_sets:
       description:
         - One scale set per pool, servers first - C(name), C(pool), C(role), C(location), C(vm_size), C(capacity),
