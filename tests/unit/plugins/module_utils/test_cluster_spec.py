@@ -66,11 +66,9 @@ def test_derived_networks_follow_the_locations_in_order():
     assert c['locations'] == ['northeurope', 'westeurope']
     assert c['networks'] == {
         'northeurope': {'name': 'prod-northeurope', 'location': 'northeurope', 'address_space': '10.77.0.0/16',
-                        'subnet': '10.77.0.0/24', 'subnet_name': 'nodes',
-                       'security_group': 'prod-nodes-westeurope'},
+                        'subnet': '10.77.0.0/24', 'subnet_name': 'nodes', 'security_group': 'prod-nodes-northeurope'},
         'westeurope': {'name': 'prod-westeurope', 'location': 'westeurope', 'address_space': '10.78.0.0/16',
-                       'subnet': '10.78.0.0/24', 'subnet_name': 'nodes',
-                       'security_group': 'prod-nodes-northeurope'}}
+                       'subnet': '10.78.0.0/24', 'subnet_name': 'nodes', 'security_group': 'prod-nodes-westeurope'}}
     assert c['ssh_sources'] == ['10.77.0.0/16', '10.78.0.0/16']
 
 
