@@ -9,7 +9,8 @@
   (base_url/credential_scopes/connection_verify for any azure-mgmt client), ``arm.requests(since)``,
   ``arm.mark()``, ``arm.writes(since)``, ``arm.fault(status, path=regex, method=, count=, retry_after=)``,
   ``arm.clear_faults()``, ``arm.set_quotas({loc: {family|"cores": limit}})``, ``arm.set_latency(ms)``,
-  ``arm.reset()``, ``arm.identity_token(principal_id)``, ``arm.instances()``, ``arm.wait_idle()``,
+  ``arm.reset()``, ``arm.identity_token(principal_id, resource=None)``, ``arm.instances()``, ``arm.wait_idle()``,
+  ``arm.vault_env()`` (HTTPS_PROXY/NO_PROXY that take Key Vault data-plane clients to the emulator),
   and Scheduled Events as an instance sees them: ``arm.scheduled_events(instance_id)`` (polls, so it
   enables them for the scale set), ``arm.approve_events(instance_id, [event_id])``,
   ``arm.platform_event([instance_id], "Reboot"|"Redeploy"|"Freeze"|"Preempt", NotBeforeSeconds=...)``,

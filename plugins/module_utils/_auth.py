@@ -51,6 +51,11 @@ CLIENT_CLASSES = dict(
     network=('azure.mgmt.network', 'NetworkManagementClient'),
     resource=('azure.mgmt.resource.resources', 'ResourceManagementClient'),
     authorization=('azure.mgmt.authorization', 'AuthorizationManagementClient'),
+    keyvault=('azure.mgmt.keyvault', 'KeyVaultManagementClient'),
+)
+# Data-plane clients (``AzureSession.data_client``): built from a service URL, not a subscription.
+DATA_CLIENT_CLASSES = dict(
+    secrets=('azure.keyvault.secrets', 'SecretClient'),
 )
 
 
@@ -108,12 +113,14 @@ METADATA_API_VERSION = '2022-09-01'
 IMDS_SUBSCRIPTION_URL = 'http://169.254.169.254/metadata/instance/compute/subscriptionId?api-version=2021-02-01&format=text'
 
 
-def load_client_class(name):
-    """Import and return the SDK client class for a short name (compute, network, resource, authorization)."""
+def load_client_class(name, table=None):
+    """Import and return the SDK client class for a short name (compute, network, resource, authorization, keyvault;
+    with ``table=DATA_CLIENT_CLASSES``: secrets)."""
+    table = CLIENT_CLASSES if table is None else table
     try:
-        module, cls = CLIENT_CLASSES[name]
+        module, cls = table[name]
     except KeyError:
-        raise AzureModuleError('Unknown client %r; use one of %s' % (name, ', '.join(sorted(CLIENT_CLASSES))))
+        raise AzureModuleError('Unknown client %r; use one of %s' % (name, ', '.join(sorted(table))))
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as exc:
@@ -345,6 +352,22 @@ class AzureSession:
             return 'Azure CLI login (az account) for %s' % self.cloud['name']
         ident = self.settings.get('client_id')
         return 'managed identity%s via the instance metadata service' % (' client_id=%s' % ident if ident else '')
+
+    def data_client(self, name, url, **kwargs):
+        """A cached data-plane client (``'secrets'``: azure-keyvault-secrets' SecretClient) for the service at ``url``.
+
+        The service names the token audience itself (Key Vault's 401 challenge), so no cloud scope is given here;
+        the credential, CA bundle, user agent and retry options are the session's.
+        """
+        client_class = load_client_class(name, DATA_CLIENT_CLASSES)
+        key = (client_class, url, tuple(sorted(kwargs.items())))
+        if key not in self._clients:
+            options = self._common_kwargs()
+            options.update(user_agent=USER_AGENT)
+            options.update(PIPELINE_RETRY_OPTIONS)
+            options.update(kwargs)
+            self._clients[key] = client_class(url, self.credential, **options)
+        return self._clients[key]
 
     def client(self, client_class, subscription_id=None, **kwargs):
         """Return a cached SDK management client of ``client_class`` for this session's cloud.

@@ -100,6 +100,13 @@ class ModelDiff:
         """Tags: with ``purge`` exactly ``desired``, otherwise ``desired`` added to (or updating) the current tags."""
         return self.compare('tags', desired, 'dict' if purge else 'subset', merge=lambda want, have: merge_tags(want, have, purge))
 
+    def mark_changed(self, key, note):
+        """Record a change of ``key`` that the model does not carry (a secret value): ``note`` is the whole
+        human-readable change, the before/after models stay as they are."""
+        self.changed_keys.append(key)
+        self._changed = True
+        self.changes.append('%s: %s' % (key, note))
+
     def set_all(self, desired):
         """For creation: after = desired (None values left out)."""
         for key, value in desired.items():

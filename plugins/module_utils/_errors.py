@@ -82,6 +82,8 @@ def is_transient(exc):
 
 
 _AUTHZ_RE = re.compile(r"object id '(?P<principal>[^']+)'.*?action '(?P<action>[^']+)' over scope '(?P<scope>[^']+)'", re.S)
+_KV_ACTION_RE = re.compile(r"Action: '(?P<action>[^']+)'\s*Resource: '(?P<resource>[^']+)'", re.S)
+_KV_CALLER_RE = re.compile(r"Caller: [^\n]*?oid=(?P<oid>[0-9a-fA-F-]+)")
 _QUOTA_RE = {
     'family': re.compile(r"exceeding approved (?P<v>[\w-]+?) Cores quota", re.I),
     'total': re.compile(r"exceeding approved (?P<v>Total Regional) Cores quota", re.I),
@@ -133,6 +135,21 @@ def explain_error(exc, what, session=None):
     status, code, message = error_parts(exc)
     code_l = (code or '').lower()
     first = _first_line(message)
+    if status == 403 and 'forbiddenbyrbac' in ((message or '') + ' ' + _inner_code(exc)).lower() or (
+            status == 403 and _KV_ACTION_RE.search(message or '')):
+        match = _KV_ACTION_RE.search(message or '')
+        action, resource = (match.group('action'), match.group('resource')) if match else ('?', '?')
+        caller = _KV_CALLER_RE.search(message or '')
+        return ('Permission denied while %s: %s lacks the data action %s on %s (the vault uses Azure RBAC; Owner and '
+                'Contributor include no data actions). Fix: assign that principal a Key Vault data role on the vault - '
+                'Key Vault Secrets User to read secrets, Key Vault Secrets Officer to set or delete them - e.g. '
+                'hashistack.azure.role_assignment with scope=<vault id>, role="Key Vault Secrets Officer", '
+                'principal_id=%s.' % (what, 'principal %s' % caller.group('oid') if caller else auth, action, resource,
+                                      caller.group('oid') if caller else '<object id>'))
+    if status == 403 and 'accessdenied' in _inner_code(exc).lower():
+        return ('Permission denied while %s using %s: %s Fix: the vault uses access policies; add a secrets access policy '
+                'for the principal, or switch the vault to Azure RBAC (enable_rbac_authorization) and assign a Key Vault '
+                'role.' % (what, auth, first))
     if status == 403 or code_l in ('authorizationfailed', 'linkedauthorizationfailed'):
         match = _AUTHZ_RE.search(message or '')
         if match:
@@ -163,9 +180,24 @@ def explain_error(exc, what, session=None):
         return 'Azure failed transiently while %s (HTTP %s %s, retried): %s Fix: run the task again.' % (what, status, code or '', first)
     if status == 404 or isinstance(exc, ResourceNotFoundError):
         return '%s failed: not found (%s): %s' % (_cap(what), code or status, first)
+    if code_l == 'roledefinitionhasassignments':
+        return ('%s failed: %s Fix: delete the role assignments that use the role first (hashistack.azure.role_assignment with '
+                'state=absent), then re-run.' % (_cap(what), first))
+    if code_l == 'roledefinitionwithsamenameexists':
+        return ('%s failed: %s Role names are unique in the Microsoft Entra tenant. Fix: choose another name, or set id to the '
+                'GUID of the existing role to manage it.' % (_cap(what), first))
     if status == 409:
         return 'Conflict while %s (%s): %s Fix: wait for the other operation on this resource to finish, then re-run.' % (what, code, first)
     return 'Azure rejected %s (HTTP %s %s): %s' % (what, status, code or '', first)
+
+
+def _inner_code(exc):
+    """The innererror code of a Key Vault error body ('ForbiddenByRbac', 'AccessDenied'), '' when none."""
+    response = getattr(exc, 'response', None)
+    try:
+        return str(json.loads(response.text())['error']['innererror']['code'])
+    except Exception:  # pylint: disable=broad-except
+        return ''
 
 
 def _first_line(text):

@@ -77,6 +77,13 @@ class AzureModule:
         except AzureModuleError as exc:
             return self.fail(str(exc))
 
+    def data_client(self, name, url, **kwargs):
+        """A data-plane client (``'secrets'``) for the service at ``url`` (see ``AzureSession.data_client``)."""
+        try:
+            return self.session.data_client(name, url, **kwargs)
+        except AzureModuleError as exc:
+            return self.fail(str(exc))
+
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=msg, **kwargs)
 

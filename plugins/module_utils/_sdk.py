@@ -58,7 +58,8 @@ except ImportError:
     AzureCliCredential = ClientSecretCredential = ManagedIdentityCredential = None
 
 
-AZURE_REQUIREMENTS = 'azure-identity and azure-mgmt-compute, azure-mgmt-network, azure-mgmt-resource, azure-mgmt-authorization'
+AZURE_REQUIREMENTS = ('azure-identity and azure-mgmt-compute, azure-mgmt-network, azure-mgmt-resource, azure-mgmt-authorization, '
+                      'azure-mgmt-keyvault, azure-keyvault-secrets')
 
 
 def to_dict(model):

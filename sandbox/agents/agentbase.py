@@ -87,6 +87,7 @@ class BaseAgent:
     # ------------------------------------------------------------ run loop
     def run(self) -> int:
         try:
+            self.tls = self.tls_contexts()
             set_rpc_tls(self.tls_context("rpc"))
             self.start()
         except (OSError, RPCError, ValueError) as e:
@@ -154,9 +155,31 @@ class BaseAgent:
         if errs:
             self.log("ERROR", "agent: Failed to reload configs: " + "; ".join(errs))
             return
+        old = self.cfg
         self.cfg = cfg
+        try:
+            self.reload_tls()
+        except ValueError as e:
+            self.cfg = old
+            self.log("ERROR", f"agent: Failed to reload configs: {e}")
+            return
         self.log.level = Logger.LEVELS.get(str(cfg.get("log_level", "INFO")).upper(), 2)
+        self.reloaded(old)
         self.log("INFO", "agent: Reloaded configuration")
+
+    def reload_tls(self):
+        """SIGHUP re-reads the certificate files, as both products do: new connections get the new contexts
+        (the listeners read theirs per connection). Which listeners exist does not change on reload."""
+        new = self.tls_contexts()
+        for srv in self.servers_http:
+            for kind in ("http", "rpc-server"):
+                if srv.tls is not None and srv.tls is self.tls.get(kind):
+                    srv.tls = new.get(kind)
+        self.tls = new
+        set_rpc_tls(new.rpc)
+
+    def reloaded(self, old_cfg: dict):
+        """Product settings that a reload changes (ACL default policy, ...)."""
 
     # ------------------------------------------------------------ gossip / join
     def gossip_key(self, configured: str | None, keyring: Path, disabled: bool = False) -> str | None:
@@ -182,7 +205,7 @@ class BaseAgent:
     def start_serf(self, *, name, addr, bind, port, tags, key, field, value):
         self.serf = Serf(name=name, addr=addr, port=port, tags=tags, key=key, cluster_field=field,
                          cluster_value=value, log=self.log, product=self.product)
-        self.serve_internal(bind, port)
+        self.serve_internal(bind, port, gossip=True)
         self.serf.start()
 
     def start_retry_join(self, entries: list[str], interval: float, max_attempts: int, default_port: int, join_fn):
@@ -264,7 +287,7 @@ class BaseAgent:
         return Response({"error": f"unknown internal path {path}"}, status=404)
 
     # server-side RPC dispatch: rpc_<Name> handlers; LOCAL_RPCS answer without the leader
-    LOCAL_RPCS: frozenset[str] = frozenset({"Status.Leader", "Status.Peers", "Operator.RaftConfiguration"})
+    LOCAL_RPCS: frozenset[str] = frozenset({"Status.Leader", "Status.Peers", "Operator.RaftConfiguration", "ACL.Resolve"})
 
     def server_rpc(self, name: str, args: dict, stale: bool = False, timeout: float = 8.0):
         if self.raft is None:
@@ -339,17 +362,24 @@ class BaseAgent:
     MAX_QUERY_TIME = 300.0      # the blocking-query cap (Consul: max_query_time, 10m; Nomad: 5m in its source)
     DEFAULT_QUERY_TIME = 300.0
 
+    def tls_contexts(self):
+        """The product's TLS settings as tls.Contexts (read at start and on SIGHUP)."""
+        from .tls import Contexts
+        return Contexts()
+
     def tls_context(self, kind: str):
-        """The TLS hook: an ssl.SSLContext for "http" (the API listener), "rpc-server" (the internal listener)
-        or "rpc" (outgoing internal calls), or None for plain HTTP. The stand-ins implement no TLS yet, and
-        the tls block is refused at start (config.UNSUPPORTED)."""
-        return None
+        """An ssl.SSLContext for "http" (the HTTPS API listener), "rpc-server" (the internal RPC/raft listener)
+        or "rpc" (outgoing internal calls), or None for plain HTTP."""
+        return self.tls.get(kind) if getattr(self, "tls", None) else None
 
-    def serve_http(self, addr: str, port: int):
-        self.servers_http.append(serve(addr, port, self.http_router, self.log, tls=self.tls_context("http")))
+    def serve_http(self, addr: str, port: int, https: bool = False):
+        self.servers_http.append(serve(addr, port, self.http_router, self.log,
+                                       tls=self.tls_context("http") if https else None))
 
-    def serve_internal(self, addr: str, port: int):
-        self.servers_http.append(serve(addr, port, self.internal_router, self.log, tls=self.tls_context("rpc-server")))
+    def serve_internal(self, addr: str, port: int, gossip: bool = False):
+        """The internal listener: raft and RPC (TLS per the product's settings), or gossip (never TLS)."""
+        self.servers_http.append(serve(addr, port, self.internal_router, self.log,
+                                       tls=None if gossip else self.tls_context("rpc-server"), internal=True))
 
     def http_router(self, method, path, query, body, headers):
         req = Request(method, path, query, body, headers)
@@ -376,10 +406,55 @@ class BaseAgent:
         self.authorize(req)
         return req.route.handler(self, req)
 
+    # ACLs (acl.py): set by the product from its acl block
+    acl_enabled = False
+    acl_default_allow = True
+    TOKEN_HEADER = ""
+    ACL_NOT_FOUND = "ACL not found"
+    ACL_FILTERED: frozenset[str] = frozenset()  # list endpoints whose handler filters by the token's rules
+
     def authorize(self, req: Request):
-        """The ACL hook: req.route.acl is "<resource>:<access>" (None: no ACL needed), req.route.acl_name the
-        path parameter naming the object; req.token(...) the token. Raise HTTPError(403, ...) to deny.
-        A no-op while the stand-ins implement no ACLs (the acl block is refused at start)."""
+        """The ACL check before every handler: req.route.acl is "<resource>:<access>[,...]" (None: no ACL
+        needed), the object named by req.route.acl_name (or acl_object). The token's identity is resolved on
+        a server (ACL.Resolve) and kept on the request (req.authz) for handlers that filter lists."""
+        req.authz = None
+        if not self.acl_enabled or req.route.acl is None:
+            return
+        from .acl import Authorizer
+        ident = self.rpc("ACL.Resolve", {"secret": req.token(self.TOKEN_HEADER) or self.default_token()}, stale=True)
+        if not ident["found"]:
+            raise HTTPError(403, self.ACL_NOT_FOUND)
+        req.authz = authz = Authorizer(self.product, ident["management"], ident["rules"], self.acl_default_allow)
+        req.ident = ident
+        for part in req.route.acl.split(","):
+            res, _, access = part.partition(":")
+            name = self.acl_object(req, res)
+            if name is None and access == "read" and req.route.pattern in self.ACL_FILTERED:
+                ok = True  # a listing: filtered by the handler, not denied
+            elif name is None and access == "read" and self.product == "consul" and res != "management":
+                ok = authz.allowed(res, "read") or authz.can_read_any(res)
+            else:
+                ok = authz.allowed(res, access, name)
+            if not ok:
+                raise HTTPError(403, self.permission_denied(ident, part, name))
+
+    def acl_object(self, req: Request, resource: str) -> str | None:
+        """The name an ACL rule on resource is checked against for this request (None: no single object)."""
+        return req.params.get(req.route.acl_name) if req.route.acl_name else None
+
+    def default_token(self) -> str:
+        return ""
+
+    def permission_denied(self, ident: dict, perm: str, name: str | None) -> str:
+        return "Permission denied"
+
+    def rpc_ACL_Resolve(self, a):
+        """A token's identity on this server's state: found, management, the parsed rules of its policies."""
+        st, _ = self.raft.snapshot()
+        return self.acl_identity(st, a.get("secret") or "")
+
+    def acl_identity(self, state, secret: str) -> dict:
+        raise NotImplementedError
 
     def http_not_found(self, req: Request) -> Response:
         raise NotImplementedError
@@ -491,15 +566,35 @@ def parse_cli_flags(args, with_value=()):
     return {k: v[-1] for k, v in opts.items()}, opts, rest
 
 
-def cli_client(flag: str, env: str, default: str):
+def cli_client(flag: str, env: str, default: str, *, tls_flags: dict, token: tuple[str, str, str]):
     """The CLI's view of the agent's HTTP API: (address(opts), api(opts, "/path", method=, body=, raw=)).
-    The address is -<flag>, else $<env>, else default (a scheme is dropped); api calls /v1 there."""
+    The address is -<flag>, else $<env>, else default; https:// (or the product's SSL switch) means TLS with
+    the product's CA/client-certificate flags and variables (tls_flags: setting -> (flag, variable)).
+    token = (flag, variable, header): the ACL token sent with every request."""
     def address(opts: dict) -> str:
         a = opts.get(flag) or os.environ.get(env) or default
         return re.sub(r"^https?://", "", a)
 
+    def setting(opts, name):
+        f, var = tls_flags.get(name, (None, None))
+        return (opts.get(f) if f else None) or (os.environ.get(var) if var else None) or None
+
+    def context(opts):
+        a = opts.get(flag) or os.environ.get(env) or default
+        ssl_on = setting(opts, "ssl")
+        if not (a.startswith("https://") or (ssl_on and ssl_on.lower() in ("1", "t", "true"))):
+            return None
+        from .tls import client_context
+        verify = setting(opts, "verify")
+        skip = setting(opts, "skip_verify")
+        on = not ((verify and verify.lower() in ("0", "f", "false")) or (skip and skip.lower() in ("1", "t", "true")))
+        return client_context(setting(opts, "ca"), setting(opts, "cert"), setting(opts, "key"), verify=on,
+                              server_name=setting(opts, "server_name"), what="the CLI's TLS settings")
+
     def api(opts, path, method=None, body=None, raw=False):
-        return call(address(opts), "/v1" + path, body=body, method=method, timeout=15, raw=raw)
+        tok = opts.get(token[0]) or os.environ.get(token[1]) or ""
+        return call(address(opts), "/v1" + path, body=body, method=method, timeout=15, raw=raw,
+                    headers={token[2]: tok} if tok else None, tls=context(opts))
     return address, api
 
 
@@ -515,6 +610,8 @@ def run_client_cmd(client_cmd, cmd: str, args: list[str], with_value, unreachabl
     o, multi, rest = parse_cli_flags(args, with_value)
     try:
         return client_cmd(cmd, o, multi, rest)
+    except ValueError as e:  # the CLI's own TLS settings (tls.TLSConfigError)
+        return cli_err(f"Error: {e}")
     except RPCError as e:
         if e.status == 0:
             return cli_err(f"{unreachable}: {e}")

@@ -411,7 +411,7 @@ def _same_as(key):
 # Any other documented key is refused -- by `validate` and at agent start -- naming the key, so that no
 # test passes because the stand-in silently ignored a setting. ANY: every value (and every child key of
 # a map) is honoured; a rule function: the values it returns no error for. To implement a feature, add
-# its keys here (TLS: the tls block, ports.https, verify_*, auto_encrypt; ACLs: the acl block).
+# its keys here.
 IMPLEMENTED: dict[str, dict[str, object]] = {
     "consul": {
         **{k: ANY for k in (
@@ -423,14 +423,22 @@ IMPLEMENTED: dict[str, dict[str, object]] = {
             "autopilot.server_stabilization_time", "autopilot.max_trailing_logs", "autopilot.min_quorum",
             "ui_config.enabled", "ui", "pid_file", "service", "services", "check", "checks", "session_ttl_min",
             "limits.kv_max_value_size", "limits.txn_max_req_len", "max_query_time", "default_query_time", "disable_update_check",
-            "telemetry.prometheus_retention_time", "telemetry.disable_hostname")},
+            "telemetry.prometheus_retention_time", "telemetry.disable_hostname",
+            # TLS (tls.py): the HTTPS API and internal RPC
+            "ports.https", "addresses.https",
+            *(f"tls.{s}.{k}" for s in ("defaults", "internal_rpc", "https")
+              for k in ("ca_file", "cert_file", "key_file", "verify_incoming", "verify_outgoing")),
+            "tls.internal_rpc.verify_server_hostname",
+            # ACLs (acl.py, consul_acl.py)
+            "acl.enabled", "acl.enable_token_persistence", "acl.tokens.initial_management", "acl.tokens.agent",
+            "acl.tokens.default")},
+        "acl.default_policy": _only("allow", "deny", why="Consul's two default policies"),
         "primary_datacenter": _same_as("datacenter"),
         "raft_protocol": _only(3),
         "ports.dns": _only(-1, why="the stand-in serves no DNS"),
         "ports.grpc": _only(-1, why="the stand-in serves no gRPC"),
         "ports.grpc_tls": _only(-1, why="the stand-in serves no gRPC"),
         "ports.serf_wan": _only(-1, why="no WAN gossip"),
-        "ports.https": _only(-1, why="no TLS yet"),
         "connect.enabled": _only(False, why="no service mesh"),
         "enable_script_checks": _only(False, why="no script checks"),
         "enable_local_script_checks": _only(False, why="no script checks"),
@@ -452,7 +460,10 @@ IMPLEMENTED: dict[str, dict[str, object]] = {
             "consul.address", "consul.auto_advertise", "consul.server_service_name", "consul.client_service_name",
             "consul.server_auto_join", "consul.client_auto_join", "consul.tags", "consul.checks_use_advertise",
             "consul.server_http_check_name", "consul.server_serf_check_name", "consul.server_rpc_check_name",
-            "consul.client_http_check_name", "consul.timeout")},
+            "consul.client_http_check_name", "consul.timeout",
+            *(f"tls.{k}" for k in ("http", "rpc", "ca_file", "cert_file", "key_file", "verify_server_hostname",
+                                   "verify_https_client", "rpc_upgrade_mode")),
+            "acl.enabled")},
         "consul.ssl": _only(False, why="no TLS yet"),
         "server.raft_protocol": _only(3),
     },

@@ -9,9 +9,11 @@ import time
 import uuid
 
 from . import consul_state as cs
-from . import snapshot
+from . import snapshot, tls
 from .agentbase import BaseAgent, dur
 from .config import format_duration, parse_duration, resolve_addr
+from .consul_acl import ConsulACL
+from .consul_acl import register as register_acl_routes
 from .consul_local import LocalState, check_definition, public, service_definition
 from .httpapi import HTTPError, Routes, canon
 from .metrics import Metrics, process_gauges
@@ -26,7 +28,7 @@ ROUTES = Routes()
 route = ROUTES.add
 
 
-class ConsulAgent(BaseAgent):
+class ConsulAgent(ConsulACL, BaseAgent):
     product = "consul"
     ROUTES = ROUTES
     INDEX_HEADER = "X-Consul-Index"
@@ -47,8 +49,10 @@ class ConsulAgent(BaseAgent):
         self.http_port = ports.get("http", 8500)  # -1: the HTTP API is disabled (documented; HTTPS-only setups)
         self.serf_port = ports.get("serf_lan", 8301)
         self.server_port = ports.get("server", 8300)
+        self.https_port = ports.get("https", -1)
         addrs = c.get("addresses") or {}
         self.http_addr = resolve_addr(addrs.get("http"), client_addr, multi=True)
+        self.https_addr = resolve_addr(addrs.get("https"), client_addr, multi=True)
         self.expect = c.get("bootstrap_expect") or (1 if c.get("bootstrap") else 0)
         perf = c.get("performance") or {}
         self.mult = perf.get("raft_multiplier") or 5
@@ -63,6 +67,7 @@ class ConsulAgent(BaseAgent):
         self.metrics = Metrics()
         self.local = LocalState(self)
         self.session_timers: dict[str, float] = {}
+        self.acl_settings()
         self._config_definitions()
 
     def _config_definitions(self):
@@ -76,6 +81,18 @@ class ConsulAgent(BaseAgent):
             self.local.add_check(check_definition(raw))
 
     # ------------------------------------------------------------ lifecycle
+    def tls_contexts(self):
+        return tls.consul_contexts(self.cfg, self.server)
+
+    def reloaded(self, old_cfg):
+        """Of the acl block only the tokens are reloadable (Consul's Reloadable Configuration list); a changed
+        acl.enabled / default_policy needs a restart, as with Consul."""
+        enabled, default_allow = self.acl_enabled, self.acl_default_allow
+        self.acl_settings()
+        if (enabled, default_allow) != (self.acl_enabled, self.acl_default_allow):
+            self.log("WARN", "agent: acl.enabled and acl.default_policy are not reloadable: restart the agent to apply")
+            self.acl_enabled, self.acl_default_allow = enabled, default_allow
+
     def should_leave(self, sig):
         c = self.cfg
         if sig == "SIGTERM":
@@ -108,6 +125,10 @@ class ConsulAgent(BaseAgent):
             for a in self.http_addr.split():
                 self.serve_http(a, self.http_port)
             self.log("INFO", f"agent: Started HTTP server: address={self.http_addr}:{self.http_port} network=tcp")
+        if self.https_port != -1:
+            for a in self.https_addr.split():
+                self.serve_http(a, self.https_port, https=True)
+            self.log("INFO", f"agent: Started HTTPS server: address={self.https_addr}:{self.https_port} network=tcp")
         rj = self.cfg.get("retry_join") or []
         self.start_retry_join(rj, dur(self.cfg.get("retry_interval"), "30s"), self.cfg.get("retry_max", 0),
                               8301, lambda addrs: self.serf.join(addrs)[0])
@@ -153,6 +174,7 @@ class ConsulAgent(BaseAgent):
         st, _ = self.raft.snapshot()
         if st.get("autopilot") is None:
             self._try(lambda: self.raft.apply({"op": "autopilot_set", "config": self._autopilot_from_config()}))
+        self._try(self.acl_leader_init)
         now = time.monotonic()
         # initializeSessionTimers: every TTL session gets a full 2 x TTL from the new leader
         self.session_timers = {sid: now + 2 * parse_duration(s["TTL"]) for sid, s in st["sessions"].items() if s.get("TTL")}
@@ -264,18 +286,31 @@ class ConsulAgent(BaseAgent):
         with self.local.lock:
             services = {k: dict(v) for k, v in self.local.services.items()}
             checks = {k: public(v) for k, v in self.local.checks.items()}
+        may, who = self.sync_permission()
+        node_ok = may("node", self.node_name)
         if node.get("Meta") != meta or node.get("TaggedAddresses") != base["TaggedAddresses"]:
-            self.apply({"op": "catalog_register", "reg": base})
+            if node_ok:
+                self.apply({"op": "catalog_register", "reg": base})
+            else:
+                self.log("WARN", f"agent: Node info update blocked by ACLs: node={self.node_id} accessorID={who}")
         for sid, svc in services.items():
             want = {k: v for k, v in svc.items() if k != "Datacenter"}
             have = cat_svcs.get(sid)
             schecks = [c for c in checks.values() if c["ServiceID"] == sid]
             if have is None or {k: have.get(k) for k in want} != want or \
                     any(_check_differs(cat_checks.get(c["CheckID"]), c) for c in schecks):
+                if not (node_ok and may("service", svc["Service"])):
+                    self.log("WARN", f"agent: Service registration blocked by ACLs: service={sid} accessorID={who}")
+                    continue
                 self.apply({"op": "catalog_register", "reg": dict(base, Service=want, Checks=schecks)})
         for cid, c in checks.items():
             if not c["ServiceID"] and _check_differs(cat_checks.get(cid), c):
+                if not node_ok:
+                    self.log("WARN", f"agent: Check registration blocked by ACLs: check={cid} accessorID={who}")
+                    continue
                 self.apply({"op": "catalog_register", "reg": dict(base, Checks=[c])})
+        if not node_ok:
+            return
         for sid in cat_svcs:
             if sid not in services and not (self.server and sid == "consul"):
                 self.apply({"op": "catalog_deregister", "node": self.node_name, "service_id": sid})
@@ -560,7 +595,7 @@ def agent_self(self: ConsulAgent, req):
 def agent_members(self: ConsulAgent, req):
     if req.has("wan"):
         raise HTTPError(400, "WAN members: WAN federation is not implemented by the sandbox stand-in")
-    return _ok([self.member_json(m) for m in self.serf.list()])
+    return _acl_filtered(req, "node", [self.member_json(m) for m in self.serf.list()], "Name")
 
 
 @route("PUT", "/v1/agent/join/<address>", acl="agent:write")
@@ -743,7 +778,23 @@ def catalog_datacenters(self: ConsulAgent, req):
 def catalog_nodes(self: ConsulAgent, req):
     nodes, _idx, h = self.query(req, "nodes")
     meta = _meta_filter(req)
-    return _ok([_node_out(n) for n in nodes if all((n.get("Meta") or {}).get(k) == v for k, v in meta.items())], h)
+    return _acl_filtered(req, "node", [_node_out(n) for n in nodes
+                                       if all((n.get("Meta") or {}).get(k) == v for k, v in meta.items())], "Node", h)
+
+
+def _acl_filtered(req, resource, items, field, headers=None):
+    """List endpoints show what the token may read and say when something was left out (Consul's ACL
+    filter and its X-Consul-Results-Filtered-By-ACLs header)."""
+    h = dict(headers or {})
+    if req.authz is None:
+        return _ok(items, h)
+    if isinstance(items, dict):
+        out = {k: v for k, v in items.items() if req.authz.allowed(resource, "read", k)}
+    else:
+        out = [x for x in items if req.authz.allowed(resource, "read", x[field])]
+    if len(out) != len(items):
+        h["X-Consul-Results-Filtered-By-ACLs"] = "true"
+    return _ok(out, h)
 
 
 def _meta_filter(req):
@@ -757,7 +808,7 @@ def _meta_filter(req):
 @route("GET", "/v1/catalog/services", acl="service:read")
 def catalog_services(self: ConsulAgent, req):
     svcs, _idx, h = self.query(req, "services")
-    return _ok(svcs, h)
+    return _acl_filtered(req, "service", svcs, None, h)
 
 
 @route("GET", "/v1/catalog/service/<service>", acl="node:read,service:read", acl_name="service")
@@ -1041,3 +1092,6 @@ def snapshot_restore(self: ConsulAgent, req):
     _meta, state = snapshot.read(req.body)
     self.apply({"op": "restore", "state": state})
     return Response(raw=b"", ctype="text/plain; charset=utf-8")
+
+
+register_acl_routes(route)

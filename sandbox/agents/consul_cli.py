@@ -21,12 +21,16 @@ from .agentbase import cli_client, cli_err, columnize, parse_cli_flags, run_clie
 from .config import ConfigError, consul_rules, format_duration, load_and_check
 from .net import RPCError
 
-_, _api = cli_client("http-addr", "CONSUL_HTTP_ADDR", "127.0.0.1:8500")
+TLS_FLAGS = {"ca": ("ca-file", "CONSUL_CACERT"), "cert": ("client-cert", "CONSUL_CLIENT_CERT"),
+             "key": ("client-key", "CONSUL_CLIENT_KEY"), "server_name": ("tls-server-name", "CONSUL_TLS_SERVER_NAME"),
+             "ssl": (None, "CONSUL_HTTP_SSL"), "verify": (None, "CONSUL_HTTP_SSL_VERIFY")}
+_, _api = cli_client("http-addr", "CONSUL_HTTP_ADDR", "127.0.0.1:8500", tls_flags=TLS_FLAGS,
+                     token=("token", "CONSUL_HTTP_TOKEN", "X-Consul-Token"))
 _parse = parse_cli_flags
 _err = cli_err
 
-COMMANDS = ("agent catalog force-leave info join keygen kv leave lock maint members operator reload snapshot "
-            "validate version").split()
+COMMANDS = ("acl agent catalog force-leave info join keygen kv leave lock maint members operator reload snapshot "
+            "tls validate version").split()
 LOCK_FLAG_VALUE = 0x2DDCCBC058A50C18  # api.LockFlagValue
 LOCK_KEY = ".lock"                     # api.DefaultSemaphoreKey
 
@@ -48,6 +52,9 @@ def cli(argv, build) -> int:
             print(f"Consul v{version}\nRevision {build['revision'][:8]}\nBuild Date 2024-01-01T00:00:00Z\n"
                   "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)")
         return 0
+    if cmd == "tls":
+        from .tls import cli as tls_cli
+        return tls_cli("consul", args)
     if cmd == "keygen":
         print(base64.b64encode(secrets.token_bytes(32)).decode())
         return 0
@@ -69,7 +76,9 @@ def cli(argv, build) -> int:
                                                    "cleanup-dead-servers", "max-trailing-logs", "min-quorum",
                                                    "last-contact-threshold", "server-stabilization-time",
                                                    "disable-upgrade-migration", "redundancy-zone-tag",
-                                                   "upgrade-version-tag", "separator", "node"),
+                                                   "upgrade-version-tag", "separator", "node", "ca-file", "client-cert",
+                                                   "client-key", "tls-server-name", "rules", "description",
+                                                   "policy-name", "policy-id", "secret", "accessor", "accessor-id"),
                           "Error connecting to Consul agent")
 
 
@@ -757,6 +766,97 @@ def _cleanup(o, key, sid, stop, held, verbose=False):
         pass
 
 
-_COMMANDS = {"members": _members, "join": _join, "leave": _leave, "force-leave": _force_leave, "reload": _reload,
+def _acl(o, multi, rest):
+    """consul acl bootstrap | policy create|read|list|delete | token create|read|list|delete."""
+    sub = " ".join(rest[:2]) if rest[:1] != ["bootstrap"] else "bootstrap"
+    as_json = o.get("format") == "json"
+    if sub == "bootstrap":
+        return _show_token(_api(o, "/acl/bootstrap", method="PUT", body=b""), as_json)
+    if sub == "policy create":
+        if not o.get("name"):
+            return _err("Missing require '-name' flag")
+        rules = o.get("rules", "")
+        if rules.startswith("@"):
+            with open(rules[1:]) as fh:
+                rules = fh.read()
+        body = {"Name": o["name"], "Description": o.get("description", ""), "Rules": rules}
+        return _show_policy(_api(o, "/acl/policy", method="PUT", body=body), as_json)
+    if sub == "policy read":
+        pol = _api(o, f"/acl/policy/name/{o['name']}" if o.get("name") else f"/acl/policy/{o.get('id', '')}")
+        return _show_policy(pol, as_json)
+    if sub == "policy list":
+        pols = _api(o, "/acl/policies")
+        if as_json:
+            print(json.dumps(pols, indent=4))
+        else:
+            for p in pols:
+                print(f"{p['Name']}:\n   ID:           {p['ID']}\n   Description:  {p['Description']}\n"
+                      f"   Datacenters:  {', '.join(p.get('Datacenters') or [])}")
+        return 0
+    if sub == "policy delete":
+        pid = o.get("id") or _api(o, f"/acl/policy/name/{o.get('name', '')}")["ID"]
+        _api(o, f"/acl/policy/{pid}", method="DELETE")
+        print(f"Policy \"{pid}\" deleted successfully")
+        return 0
+    if rest[:1] == ["set-agent-token"]:
+        if len(rest) != 3:
+            return _err("Missing TYPE and TOKEN arguments")
+        _api(o, f"/agent/token/{rest[1]}", method="PUT", body={"Token": rest[2]})
+        print(f"ACL token \"{rest[1]}\" set successfully")
+        return 0
+    if sub == "token create":
+        pols = [{"ID": x} for x in multi.get("policy-id", [])] + [{"Name": x} for x in multi.get("policy-name", [])]
+        body = {"Description": o.get("description", ""), "Policies": pols, "Local": "local" in o}
+        if o.get("secret"):
+            body["SecretID"] = o["secret"]
+        if o.get("accessor"):
+            body["AccessorID"] = o["accessor"]
+        return _show_token(_api(o, "/acl/token", method="PUT", body=body), as_json)
+    if sub == "token read":
+        tok = _api(o, "/acl/token/self" if "self" in o else f"/acl/token/{o.get('accessor-id') or o.get('id', '')}")
+        return _show_token(tok, as_json)
+    if sub == "token delete":
+        acc = o.get("accessor-id") or o.get("id", "")
+        _api(o, f"/acl/token/{acc}", method="DELETE")
+        print(f"Token \"{acc}\" deleted successfully")
+        return 0
+    if sub == "token list":
+        toks = _api(o, "/acl/tokens")
+        if as_json:
+            print(json.dumps(toks, indent=4))
+            return 0
+        for t in toks:
+            _show_token(t, False)
+            print()
+        return 0
+    return _err("Usage: consul acl <bootstrap|policy|token> <subcommand> [options] (other acl commands are not "
+                "implemented by the sandbox stand-in)")
+
+
+def _show_token(t, as_json):
+    """command/acl/token/formatter.go (pretty)."""
+    if as_json:
+        print(json.dumps(t, indent=4))
+        return 0
+    lines = [f"AccessorID:       {t['AccessorID']}", f"SecretID:         {t['SecretID']}",
+             f"Description:      {t.get('Description', '')}", f"Local:            {str(t.get('Local', False)).lower()}",
+             f"Create Time:      {t.get('CreateTime', '')}"]
+    if t.get("Policies"):
+        lines.append("Policies:")
+        lines += [f"   {p['ID']} - {p['Name']}" for p in t["Policies"]]
+    print("\n".join(lines))
+    return 0
+
+
+def _show_policy(p, as_json):
+    if as_json:
+        print(json.dumps(p, indent=4))
+        return 0
+    print(f"ID:           {p['ID']}\nName:         {p['Name']}\nDescription:  {p.get('Description', '')}\n"
+          f"Datacenters:  {', '.join(p.get('Datacenters') or [])}\nRules:\n{p.get('Rules', '')}")
+    return 0
+
+
+_COMMANDS = {"acl": _acl, "members": _members, "join": _join, "leave": _leave, "force-leave": _force_leave, "reload": _reload,
              "info": _info, "kv": _kv, "catalog": _catalog, "maint": _maint, "operator": _operator,
              "snapshot": _snapshot, "lock": _lock}

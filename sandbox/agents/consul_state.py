@@ -17,14 +17,15 @@ import time
 from .config import parse_duration
 from .net import RPCError
 
-TABLES = ("kvs", "tombstones", "nodes", "services", "checks", "sessions", "autopilot")
+TABLES = ("kvs", "tombstones", "nodes", "services", "checks", "sessions", "autopilot", "acl")
 SERF_CHECK = "serfHealth"
 SESSION_TTL_MAX = 86400.0
 
 
 def initial_state():
     return {"kv": {}, "tombstones": {}, "nodes": {}, "services": {}, "checks": {}, "sessions": {},
-            "autopilot": None, "lock_delay": {}, "index": {t: 0 for t in TABLES}}
+            "autopilot": None, "lock_delay": {}, "acl": {"bootstrap_index": 0, "policies": {}, "tokens": {}},
+            "index": {t: 0 for t in TABLES}}
 
 
 class TxnAbort(Exception):
@@ -416,6 +417,11 @@ def apply(state, op, index):
         state["autopilot"] = dict(op["config"], CreateIndex=(cur or {}).get("CreateIndex", index), ModifyIndex=index)
         _touch(state, index, "autopilot")
         return True
+    if kind.startswith("acl_"):
+        from . import acl
+        r = acl.apply(state, op, index)
+        state["index"]["acl"] = index
+        return r
     if kind == "restore":
         restored = copy.deepcopy(op["state"])
         state.clear()
@@ -537,7 +543,12 @@ def view_autopilot(state):
     return state["index"]["autopilot"], copy.deepcopy(state.get("autopilot"))
 
 
-VIEWS = {"kv_get": view_kv_get, "kv_list": view_kv_list, "kv_keys": view_kv_keys, "nodes": view_nodes,
+def view_acl(state):
+    from .acl import table
+    return state["index"].get("acl", 0), table(state)
+
+
+VIEWS = {"acl": view_acl, "kv_get": view_kv_get, "kv_list": view_kv_list, "kv_keys": view_kv_keys, "nodes": view_nodes,
          "node": view_node, "services": view_services, "service_nodes": view_service_nodes,
          "health_service": view_health_service, "health_node": view_health_node, "health_checks": view_health_checks,
          "health_state": view_health_state, "sessions": view_sessions, "autopilot": view_autopilot}

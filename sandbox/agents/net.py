@@ -30,10 +30,22 @@ def split_hostport(addr: str, default_port: int) -> tuple[str, int]:
     return addr, default_port
 
 
-# TLS for the agents' internal traffic (gossip, raft, RPC): the one place a client context is set
-# (BaseAgent.tls_context("rpc") at start); None = plain HTTP, as long as the stand-ins implement no TLS.
+# TLS for the agents' internal RPC and raft traffic: the one place a client context is set
+# (BaseAgent.tls_context("rpc") at start and reload); None = plain. Gossip (/serf/) stays plain, as the
+# products' gossip is protected by the encrypt key, not TLS.
 _RPC_TLS: ssl.SSLContext | None = None
-INTERNAL_PREFIXES = ("/rpc/", "/raft/", "/serf/")
+INTERNAL_PREFIXES = ("/rpc/", "/raft/")
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS with the products' peer-name rule (tls.check_peer_name) instead of Python's hostname check."""
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        name = getattr(self._context, "server_name", None) or self.host
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=name)
+        from .tls import check_peer_name
+        check_peer_name(self.sock, self._context, self.host)
 
 
 def set_rpc_tls(ctx: ssl.SSLContext | None):
@@ -49,7 +61,7 @@ def call(addr: str, path: str, body=None, method: str | None = None, timeout: fl
     if tls is None and path.startswith(INTERNAL_PREFIXES):
         tls = _RPC_TLS
     if tls is not None:
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+        conn = _HTTPSConnection(host, port, timeout=timeout, context=tls)
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     data = None
@@ -61,6 +73,10 @@ def call(addr: str, path: str, body=None, method: str | None = None, timeout: fl
         conn.request(method or ("POST" if body is not None else "GET"), path, body=data, headers=hdrs)
         resp = conn.getresponse()
         payload = resp.read()
+    except ssl.SSLError as e:
+        from .tls import go_error
+        verb = (method or ("POST" if body is not None else "GET")).capitalize()
+        raise RPCError(f'{verb} "https://{host}:{port}{path}": {go_error(e)}', 0) from e
     except (OSError, http.client.HTTPException) as e:
         raise RPCError(f"dial tcp {host}:{port}: {e}", 0) from e
     finally:
@@ -92,13 +108,78 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    tls: ssl.SSLContext | None = None
+    log = None
+    internal = False  # the agents' RPC listener: a refused plain connection is closed, not answered
+
     def handle_error(self, request, client_address):  # quiet broken pipes
         pass
 
+    def finish_request(self, request, client_address):
+        """TLS handshakes happen here, in the connection's thread (a slow or failing peer must not hold up
+        accept). A listener with plaintext_ok also serves plain connections (told apart by the first byte)."""
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(10)
+            first = request.recv(1, socket.MSG_PEEK)
+            if not first:
+                return None
+            if first != b"\x16":  # not a TLS handshake record
+                if getattr(self.tls, "plaintext_ok", False):
+                    request.settimeout(None)
+                    return super().finish_request(request, client_address)
+                if self.internal:
+                    if self.log:
+                        self.log("WARN", f"agent.server.rpc: Non-TLS connection attempted with VerifyIncoming set: "
+                                         f"conn=from={client_address[0]}:{client_address[1]}")
+                else:
+                    request.sendall(PLAIN_ON_TLS)
+                return None
+            conn = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return None
+        try:
+            conn.do_handshake()
+        except (OSError, ssl.SSLError) as e:
+            if self.log:
+                from .tls import go_error
+                why = go_error(e) if isinstance(e, ssl.SSLError) else str(e)
+                self.log("WARN", f"http: TLS handshake error from {client_address[0]}:{client_address[1]}: {why}")
+            _close_gently(conn)
+            return None
+        try:
+            conn.settimeout(None)
+            return super().finish_request(conn, client_address)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
 
-def serve(addr: str, port: int, router, log=None, tls: ssl.SSLContext | None = None) -> _Server:
+
+def _close_gently(conn):
+    """Close after a failed handshake without resetting the connection: the peer still has to read the
+    alert (closing with its request unread would send a TCP reset and lose it)."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1)
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+# Go's net/http answer to plain HTTP on a TLS port
+PLAIN_ON_TLS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+def serve(addr: str, port: int, router, log=None, tls: ssl.SSLContext | None = None, internal: bool = False) -> _Server:
     """Start a threaded HTTP server; router(method, path, query: {name: [values]}, body: bytes, headers) -> Response.
-    tls: a server context (HTTPS) -- the one place listeners get TLS."""
+    tls: a server context (HTTPS; tls.server_context) -- the one place listeners get TLS. internal: the agents'
+    RPC listener (refuses plain connections by closing them, as the products' RPC does)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -135,8 +216,7 @@ def serve(addr: str, port: int, router, log=None, tls: ssl.SSLContext | None = N
             pass
 
     srv = _Server((addr, port), Handler)
-    if tls is not None:
-        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    srv.tls, srv.log, srv.internal = tls, log, internal
     t = threading.Thread(target=srv.serve_forever, daemon=True, name=f"http-{addr}:{port}")
     t.start()
     return srv

@@ -19,6 +19,7 @@ from .agentbase import BaseAgent, dur
 from .config import format_duration, parse_duration, resolve_addr
 from .metrics import Metrics
 from .net import RPCError, call, sd_notify
+from .nomad_acl import NomadACL
 from .shapes import fill, sample
 
 TERMINAL = ("complete", "failed", "lost")
@@ -31,19 +32,22 @@ def _now_ns():
     return time.time_ns()
 
 
-TABLES = ("nodes", "jobs", "job_version", "allocs", "evals", "deployment", "scheduler_config", "autopilot-config")
+TABLES = ("nodes", "jobs", "job_version", "allocs", "evals", "deployment", "scheduler_config", "autopilot-config", "acl")
 # which tables an operation writes (the index of each table is the index of its last write, as in Nomad's state store)
 _OP_TABLES = {"node_register": ("nodes",), "node_status": ("nodes",), "node_drain": ("nodes",), "node_eligibility": ("nodes",),
               "drain_complete": ("nodes",), "job_register": ("jobs", "job_version", "evals"),
               "job_deregister": ("jobs", "job_version", "evals"), "job_stable": ("jobs", "job_version"),
               "alloc_upsert": ("allocs",), "alloc_client_update": ("allocs",), "alloc_transition": ("allocs", "evals"),
               "plan": ("allocs", "evals", "deployment"), "evals": ("evals",), "deployment_status": ("deployment", "evals"),
-              "scheduler_set": ("scheduler_config",), "autopilot_set": ("autopilot-config",), "restore": TABLES}
+              "scheduler_set": ("scheduler_config",), "autopilot_set": ("autopilot-config",), "restore": TABLES,
+              **{k: ("acl",) for k in ("acl_bootstrap", "acl_policy_set", "acl_policy_delete", "acl_token_set",
+                                       "acl_token_delete")}}
 
 
 def _initial_state():
     return {"nodes": {}, "jobs": {}, "allocs": {}, "versions": {}, "evals": {}, "deployments": {},
-            "scheduler": None, "autopilot": None, "index": {t: 0 for t in TABLES}}
+            "scheduler": None, "autopilot": None, "acl": {"bootstrap_index": 0, "policies": {}, "tokens": {}},
+            "index": {t: 0 for t in TABLES}}
 
 
 def _apply(state, op, index):
@@ -61,6 +65,9 @@ def _apply_op(state, op, index):
     nodes, jobs, allocs = state["nodes"], state["jobs"], state["allocs"]
     if kind == "noop":
         return True
+    if kind.startswith("acl_"):
+        from . import acl
+        return acl.apply(state, op, index)
     if kind == "node_register":
         n = op["node"]
         cur = nodes.get(n["ID"])
@@ -706,7 +713,7 @@ def _new_alloc(job, g, node, name, prev):
 
 # ---------------------------------------------------------------- agent
 
-class NomadAgent(BaseAgent):
+class NomadAgent(NomadACL, BaseAgent):
     product = "nomad"
     LOCAL_RPCS = BaseAgent.LOCAL_RPCS | {"Status.Members"}
 
@@ -719,6 +726,7 @@ class NomadAgent(BaseAgent):
         self.srv_cfg = c.get("server") or {}
         self.cli_cfg = c.get("client") or {}
         self.is_server = bool(self.srv_cfg.get("enabled"))
+        self.acl_settings()
         self.is_client = bool(self.cli_cfg.get("enabled"))
         bind = resolve_addr(c.get("bind_addr"), "0.0.0.0")
         self.bind = bind
@@ -751,6 +759,10 @@ class NomadAgent(BaseAgent):
                 sp.write_text(self.node_id)
             self.node_id = sp.read_text().strip()
 
+    def tls_contexts(self):
+        from .tls import nomad_contexts
+        return nomad_contexts(self.cfg, self.is_server)
+
     def should_leave(self, sig):
         return bool(self.cfg.get("leave_on_terminate") if sig == "SIGTERM" else self.cfg.get("leave_on_interrupt"))
 
@@ -775,7 +787,7 @@ class NomadAgent(BaseAgent):
             entries = (sj.get("retry_join") or []) + (self.srv_cfg.get("retry_join") or []) + (sj.get("start_join") or []) + (self.srv_cfg.get("start_join") or [])
             self.start_retry_join(entries, dur(sj.get("retry_interval") or self.srv_cfg.get("retry_interval"), "30s"),
                                   sj.get("retry_max", self.srv_cfg.get("retry_max", 0)), 4648, lambda a: self.serf.join(a)[0])
-        self.serve_http(self.addrs["http"], self.ports["http"])
+        self.serve_http(self.addrs["http"], self.ports["http"], https=bool((self.cfg.get("tls") or {}).get("http")))
         self.log("INFO", f"http: Starting HTTP server: address={self.addrs['http']}:{self.ports['http']}")
         if self.is_client:
             self.client = NomadClient(self)

@@ -18,7 +18,11 @@ from .config import load_and_check, nomad_rules, parse_duration
 from .net import RPCError
 from .nomad import NomadAgent, job_from_hcl
 
-_addr, _api = cli_client("address", "NOMAD_ADDR", "http://127.0.0.1:4646")
+TLS_FLAGS = {"ca": ("ca-cert", "NOMAD_CACERT"), "cert": ("client-cert", "NOMAD_CLIENT_CERT"),
+             "key": ("client-key", "NOMAD_CLIENT_KEY"), "server_name": ("tls-server-name", "NOMAD_TLS_SERVER_NAME"),
+             "skip_verify": ("tls-skip-verify", "NOMAD_SKIP_VERIFY")}
+_addr, _api = cli_client("address", "NOMAD_ADDR", "http://127.0.0.1:4646", tls_flags=TLS_FLAGS,
+                         token=("token", "NOMAD_TOKEN", "X-Nomad-Token"))
 _err = cli_err
 _parse = parse_cli_flags
 
@@ -57,6 +61,9 @@ def cli(argv, build) -> int:
     if cmd in ("version", "-version", "--version", "-v"):
         print(f"Nomad v{version}\nBuildDate 2024-01-01T00:00:00Z\nRevision {build['revision']}")
         return 0
+    if cmd == "tls":
+        from .tls import cli as tls_cli
+        return tls_cli("nomad", args)
     if cmd == "config" and args[:1] == ["validate"]:
         paths = args[1:]
         if not paths:
@@ -115,7 +122,9 @@ def cli(argv, build) -> int:
                                                    "disable-upgrade-migration", "enable-custom-upgrades",
                                                    "memory-oversubscription", "preempt-service-scheduler",
                                                    "preempt-batch-scheduler", "preempt-system-scheduler",
-                                                   "preempt-sysbatch-scheduler", "verbose"), "Error querying")
+                                                   "preempt-sysbatch-scheduler", "verbose", "ca-cert", "client-cert",
+                                                   "client-key", "tls-server-name", "name", "type", "policy",
+                                                   "description"), "Error querying")
 
 
 def _load(paths, for_agent):
@@ -135,6 +144,9 @@ def _read_job(path):
 
 
 def _client_cmd(cmd, o, multi, rest) -> int:
+    if cmd == "acl":
+        from .nomad_acl import cli as acl_cli
+        return acl_cli(_api, o, multi, rest)
     if cmd == "agent-info":
         info = _api(o, "/agent/self")
         if "json" in o:

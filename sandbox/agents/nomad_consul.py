@@ -44,6 +44,9 @@ class ConsulRegistration:
         a = self.agent
         out = []
         http_check_addr = a.adv["http"] if self.checks_use_advertise else f"{a.addrs['http']}:{a.ports['http']}"
+        # with tls.http Nomad's HTTP checks are https and skip verification (the certificate names server.<region>.nomad)
+        https = bool((a.cfg.get("tls") or {}).get("http"))
+        scheme, tls_extra = ("https", {"TLSSkipVerify": True}) if https else ("http", {})
         if a.is_server:
             rpc_check = a.adv["rpc"] if self.checks_use_advertise else f"{a.addrs['rpc']}:{a.ports['rpc']}"
             serf_check = a.adv["serf"] if self.checks_use_advertise else f"{a.addrs['serf']}:{a.ports['serf']}"
@@ -53,11 +56,12 @@ class ConsulRegistration:
                                   {"Name": self.names["server_serf"], "TCP": serf_check, "Interval": "10s", "Timeout": "3s"}),
                     self._service("server", self.server_name, "http", a.adv["http"],
                                   {"Name": self.names["server_http"], "Method": "GET", "Interval": "10s", "Timeout": "5s",
-                                   "HTTP": f"http://{http_check_addr}/v1/agent/health?type=server"})]
+                                   "HTTP": f"{scheme}://{http_check_addr}/v1/agent/health?type=server", **tls_extra})]
         if a.is_client:
             out.append(self._service("client", self.client_name, "http", a.adv["http"],
                                      {"Name": self.names["client_http"], "Method": "GET", "Interval": "10s", "Timeout": "5s",
-                                      "HTTP": f"http://{http_check_addr}/v1/agent/health?type=client"}))
+                                      "HTTP": f"{scheme}://{http_check_addr}/v1/agent/health?type=client",
+                                      **tls_extra}))
         return out
 
     def _service(self, role, name, tag, hostport, check):

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from . import snapshot
+from . import nomad_acl, snapshot
 from .config import format_duration, parse_duration
 from .httpapi import HTTPError, Routes, canon, parse_bool
 from .metrics import process_gauges
@@ -243,7 +243,8 @@ NomadAgent.VIEWS = {"nodes": v_nodes, "node": v_node, "node_allocs": v_node_allo
                     "job_evals": v_job_evals, "job_deployments": v_job_deployments, "evals": v_evals, "eval": v_eval,
                     "eval_allocs": v_eval_allocs, "deployments": v_deployments, "deployment": v_deployment,
                     "deployment_allocs": v_deployment_allocs, "allocs": v_allocs, "alloc": v_alloc,
-                    "scheduler": v_scheduler, "autopilot": v_autopilot}
+                    "scheduler": v_scheduler, "autopilot": v_autopilot, "acl": nomad_acl.view_acl}
+nomad_acl.register(route)
 NomadAgent.ROUTES = ROUTES
 NomadAgent.INDEX_HEADER = "X-Nomad-Index"
 

@@ -56,7 +56,11 @@ def main(argv=None) -> int:
     if args.cmd == "env":
         from .testing import endpoint_env
         with open(os.path.join(args.state, "endpoint.json"), encoding="utf-8") as fh:
-            for key, value in endpoint_env(json.load(fh)).items():
+            endpoint = json.load(fh)
+            if endpoint.get("vault_proxy"):
+                # not exported: the proxy only tunnels *.vault.azure.net, other tools in the shell would break
+                print(f"# Key Vault data plane clients: HTTPS_PROXY={endpoint['vault_proxy']} NO_PROXY=127.0.0.1,localhost")
+            for key, value in endpoint_env(endpoint).items():
                 # AZURE_CA_BUNDLE is all the collection needs; exporting REQUESTS_CA_BUNDLE or
                 # SSL_CERT_FILE would make every other tool in the shell (pip, curl) distrust the internet
                 if key.startswith("AZURE_"):

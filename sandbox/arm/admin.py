@@ -24,6 +24,7 @@ import time
 import uuid
 
 from . import quotas, registry
+from .auth import aad_error
 from .errors import ArmError
 from .resources import compute, resources
 from .router import Response, route
@@ -144,7 +145,15 @@ def identity_token(app, req):
     owner = registry.principals(app).get(principal) if principal else None
     if not owner:
         raise ArmError(404, "NotFound", f"No managed identity with principal id '{principal}'.")
-    return Response(200, app.auth.managed_identity_token(principal, owner["clientId"], owner["resourceId"]))
+    resource = (req.body or {}).get("resource")
+    try:
+        return Response(200, app.auth.managed_identity_token(principal, owner["clientId"], owner["resourceId"], resource))
+    except ValueError:  # IMDS passes Entra ID's answer for a resource it does not know
+        raise aad_error(400, "invalid_resource", 500011,
+                        f"The resource principal named {resource} was not found in the tenant named "
+                        f"{app.identity['tenant_id']}. This can happen if the application has not been installed by "
+                        "the administrator of the tenant or consented to by any user in the tenant. You might have "
+                        "sent your authentication request to the wrong tenant.") from None
 
 
 @route("GET", r"/_sandbox/instances", auth=False)

@@ -43,6 +43,30 @@ ROLES = {
         "notActions": []},
 }
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+# Key Vault's built-in roles (Azure built-in roles list, Security section): control-plane reads plus data actions,
+# which only a vault with enableRbacAuthorization checks (sandbox/arm/resources/keyvault.py).
+_KV_READS = ["Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*", "Microsoft.Resources/deployments/*",
+             "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*",
+             "Microsoft.KeyVault/checkNameAvailability/read", "Microsoft.KeyVault/deletedVaults/read",
+             "Microsoft.KeyVault/locations/*/read", "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"]
+ROLES.update({
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": {
+        "roleName": "Key Vault Administrator", "description": "Perform all data plane operations on a key vault and "
+        "all objects in it, including certificates, keys, and secrets. Cannot manage key vault resources or manage "
+        "role assignments. Only works for key vaults that use the 'Azure role-based access control' permission model.",
+        "actions": _KV_READS, "notActions": [], "dataActions": ["Microsoft.KeyVault/vaults/*"]},
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": {
+        "roleName": "Key Vault Secrets Officer", "description": "Perform any action on the secrets of a key vault, "
+        "except manage permissions. Only works for key vaults that use the 'Azure role-based access control' "
+        "permission model.", "actions": _KV_READS, "notActions": [],
+        "dataActions": ["Microsoft.KeyVault/vaults/secrets/*"]},
+    "4633458b-17de-408a-b874-0445c86b69e6": {
+        "roleName": "Key Vault Secrets User", "description": "Read secret contents. Only works for key vaults that use "
+        "the 'Azure role-based access control' permission model.", "actions": [], "notActions": [],
+        "dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                        "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]},
+})
+KEY_VAULT_AUDIENCE = "https://vault.azure.net"  # the data plane's token audience in the public cloud
 
 
 def _b64(data: bytes) -> str:
@@ -88,9 +112,9 @@ class Auth:
         return cls(ident, bytes.fromhex(ident["token_key"]), authority, resource_manager)
 
     # -- tokens --------------------------------------------------------------------------------
-    def issue(self, oid: str, appid: str, extra: dict | None = None) -> tuple[str, int]:
+    def issue(self, oid: str, appid: str, extra: dict | None = None, audience: str | None = None) -> tuple[str, int]:
         now = int(time.time())
-        claims = {"aud": self.resource_manager, "iss": f"{self.authority}/{self.identity['tenant_id']}/",
+        claims = {"aud": audience or self.resource_manager, "iss": f"{self.authority}/{self.identity['tenant_id']}/",
                   "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME, "appid": appid, "appidacr": "1",
                   "idtyp": "app", "oid": oid, "sub": oid, "tid": self.identity["tenant_id"], "ver": "1.0",
                   "uti": _b64(os.urandom(12))}
@@ -99,6 +123,17 @@ class Auth:
         payload = _b64(json.dumps(claims).encode())
         sig = _b64(hmac.new(self.key, f"{head}.{payload}".encode(), hashlib.sha256).digest())
         return f"{head}.{payload}.{sig}", claims["exp"]
+
+    def decode(self, token: str) -> dict:
+        """The claims of a token this service signed; ValueError when it did not sign it."""
+        try:
+            head, payload, sig = token.strip().split(".")
+            good = _b64(hmac.new(self.key, f"{head}.{payload}".encode(), hashlib.sha256).digest())
+            if not hmac.compare_digest(good, sig):
+                raise ValueError("signature")
+            return json.loads(_unb64(payload))
+        except (ValueError, json.JSONDecodeError):
+            raise ValueError("invalid token") from None
 
     def validate(self, header: str | None) -> dict:
         www = {"WWW-Authenticate": f'Bearer authorization_uri="{self.authority}/{self.identity["tenant_id"]}", '
@@ -113,12 +148,8 @@ class Auth:
                            "Authentication failed. The 'Authorization' header is provided in an invalid format.",
                            headers=www)
         try:
-            head, payload, sig = token.strip().split(".")
-            good = _b64(hmac.new(self.key, f"{head}.{payload}".encode(), hashlib.sha256).digest())
-            if not hmac.compare_digest(good, sig):
-                raise ValueError("signature")
-            claims = json.loads(_unb64(payload))
-        except (ValueError, json.JSONDecodeError):
+            claims = self.decode(token)
+        except ValueError:
             raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.", headers=www) from None
         now = time.time()
         if claims.get("exp", 0) < now:
@@ -198,26 +229,33 @@ class Auth:
         if v2:
             scopes = [s for s in form.get("scope", "").split() if s.endswith("/.default")]
             resource = scopes[0][: -len(".default")] if scopes else form.get("scope", "")
-        if resource.rstrip("/") != self.resource_manager.rstrip("/"):
+        audience = KEY_VAULT_AUDIENCE if resource.rstrip("/") == KEY_VAULT_AUDIENCE else self.resource_manager
+        if resource.rstrip("/") not in (self.resource_manager.rstrip("/"), KEY_VAULT_AUDIENCE):
             raise aad_error(400, "invalid_resource", 500011,
                             f"The resource principal named {resource} was not found in the tenant named "
                             f"{self.identity['tenant_id']}. This can happen if the application has not been installed "
                             "by the administrator of the tenant or consented to by any user in the tenant. You might "
                             "have sent your authentication request to the wrong tenant.")
-        token, exp = self.issue(self.identity["principal_id"], client_id)
+        token, exp = self.issue(self.identity["principal_id"], client_id, audience=audience)
         body = {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME,
                 "access_token": token}
         if not v2:
-            body.update({"expires_on": str(exp), "not_before": str(exp - TOKEN_LIFETIME),
-                         "resource": self.resource_manager})
+            body.update({"expires_on": str(exp), "not_before": str(exp - TOKEN_LIFETIME), "resource": audience})
         return body
 
-    def managed_identity_token(self, principal_id: str, client_id: str, resource_id: str) -> dict:
-        """A token for a system-assigned identity, in the IMDS /metadata/identity/oauth2/token shape."""
-        token, exp = self.issue(principal_id, client_id, {"xms_mirid": resource_id, "idtyp": "app"})
+    def managed_identity_token(self, principal_id: str, client_id: str, resource_id: str,
+                               resource: str | None = None) -> dict:
+        """A token for a system-assigned identity, in the IMDS /metadata/identity/oauth2/token shape; ``resource``:
+        ARM (default) or Key Vault (https://vault.azure.net); anything else is ValueError."""
+        audience = self.resource_manager
+        if resource and resource.rstrip("/") not in (self.resource_manager.rstrip("/"), KEY_VAULT_AUDIENCE):
+            raise ValueError(resource)
+        if resource and resource.rstrip("/") == KEY_VAULT_AUDIENCE:
+            audience = KEY_VAULT_AUDIENCE
+        token, exp = self.issue(principal_id, client_id, {"xms_mirid": resource_id, "idtyp": "app"}, audience=audience)
         return {"access_token": token, "client_id": client_id, "expires_in": str(TOKEN_LIFETIME),
                 "expires_on": str(exp), "ext_expires_in": str(TOKEN_LIFETIME), "not_before": str(exp - TOKEN_LIFETIME),
-                "resource": self.resource_manager, "token_type": "Bearer"}
+                "resource": audience, "token_type": "Bearer"}
 
 
 # -- RBAC ------------------------------------------------------------------------------------------
@@ -245,10 +283,22 @@ def action_for(method: str, path: str) -> tuple[str, str]:
     return f"Microsoft.Resources/subscriptions/{verb}", "/" + "/".join(parts[:2])
 
 
+def permissions_of(role: dict) -> list[dict]:
+    """The permission blocks of a role: a built-in entry of ROLES is one block (its actions/notActions),
+    a custom role definition's properties carry ``permissions`` (a list of blocks)."""
+    return role["permissions"] if "permissions" in role else [role]
+
+
+def _matches(action: str, patterns) -> bool:
+    # ARM: case-insensitive, '*' matches any characters (slashes included), at most one per string
+    return any(fnmatch.fnmatchcase(action, p.lower()) for p in patterns or ())
+
+
 def _allowed(action: str, role: dict) -> bool:
+    """A role grants an action when one of its blocks lists it in actions and not in that block's notActions."""
     a = action.lower()
-    ok = any(fnmatch.fnmatchcase(a, p.lower()) for p in role["actions"])
-    return ok and not any(fnmatch.fnmatchcase(a, p.lower()) for p in role["notActions"])
+    return any(_matches(a, block.get("actions")) and not _matches(a, block.get("notActions"))
+               for block in permissions_of(role))
 
 
 def in_scope(scope: str, target: str) -> bool:
@@ -256,19 +306,40 @@ def in_scope(scope: str, target: str) -> bool:
     return s == "" or t == s or t.startswith(s + "/")
 
 
-def authorize(assignments: list[dict], oid: str, method: str, path: str) -> None:
-    action, scope = action_for(method, path)
+def authorize(assignments: list[dict], oid: str, method: str, path: str, custom_roles: dict | None = None,
+              action: str | None = None) -> None:
+    """403 AuthorizationFailed unless one of ``oid``'s assignments covering the request's scope grants its action.
+    ``custom_roles``: lower-cased GUID -> properties of the custom role definitions (built-ins come from ROLES);
+    ``action``: check this action on ``path`` (a scope) instead of the request's own."""
+    scope = path
+    if action is None:
+        action, scope = action_for(method, path)
     for ra in assignments:
         props = ra["properties"]
         if props["principalId"] != oid or not in_scope(props["scope"], scope):
             continue
-        role = ROLES.get(props["roleDefinitionId"].rsplit("/", 1)[-1].lower())
+        guid = props["roleDefinitionId"].rsplit("/", 1)[-1].lower()
+        role = ROLES.get(guid) or (custom_roles or {}).get(guid)
         if role and _allowed(action, role):
             return
     raise ArmError(403, "AuthorizationFailed",
                    f"The client '{oid}' with object id '{oid}' does not have authorization to perform action "
                    f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
                    "please refresh your credentials.")
+
+
+def data_action_allowed(assignments: list[dict], oid: str, data_action: str, scope: str) -> bool:
+    """Whether a role assignment of ``oid`` at or above ``scope`` grants ``data_action`` (dataActions)."""
+    a = data_action.lower()
+    for ra in assignments:
+        props = ra["properties"]
+        if props["principalId"] != oid or not in_scope(props["scope"], scope):
+            continue
+        role = ROLES.get(props["roleDefinitionId"].rsplit("/", 1)[-1].lower()) or {}
+        if any(fnmatch.fnmatchcase(a, p.lower()) for p in role.get("dataActions", [])) and not any(
+                fnmatch.fnmatchcase(a, p.lower()) for p in role.get("notDataActions", [])):
+            return True
+    return False
 
 
 def role_definition_body(sub: str, guid: str, scope: str | None = None) -> dict:
@@ -279,6 +350,7 @@ def role_definition_body(sub: str, guid: str, scope: str | None = None) -> dict:
             "properties": {"roleName": role["roleName"], "type": "BuiltInRole", "description": role["description"],
                            "assignableScopes": ["/"],
                            "permissions": [{"actions": role["actions"], "notActions": role["notActions"],
-                                            "dataActions": [], "notDataActions": []}],
+                                            "dataActions": role.get("dataActions", []),
+                                            "notDataActions": role.get("notDataActions", [])}],
                            "createdOn": "2015-02-02T21:55:09.8806423Z", "updatedOn": now_iso(),
                            "createdBy": None, "updatedBy": None}}

@@ -22,6 +22,8 @@ class InstanceBackend:
     def instance_deleted(self, instance: dict) -> None: ...
     def instance_stopped(self, instance: dict, deallocated: bool = False) -> None: ...  # root (OS disk) kept
 
+    def vault_hosts(self, names: list[str]) -> None: ...  # every <vault>.vault.azure.net that exists (Key Vault)
+
     def instance_power_state(self, instance: dict) -> str | None:  # "running"/"stopped"/"deallocated"
         return None
 

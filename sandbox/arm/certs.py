@@ -10,12 +10,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-AZURE_HOSTNAMES = ("management.azure.com", "login.microsoftonline.com", "management.core.windows.net")
+AZURE_HOSTNAMES = ("management.azure.com", "login.microsoftonline.com", "management.core.windows.net",
+                   "*.vault.azure.net")  # Key Vault's data plane: every vault is a host name of its own
 
 
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
+
+
+def _has_names(crt: str) -> bool:
+    """A server certificate of an older state dir may lack names added since (then it is made again)."""
+    with open(crt, "rb") as fh:
+        cert = x509.load_pem_x509_certificate(fh.read())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    return all(n in names for n in AZURE_HOSTNAMES)
 
 
 def ensure_certs(state_dir: str) -> tuple[str, str, str]:
@@ -24,7 +33,7 @@ def ensure_certs(state_dir: str) -> tuple[str, str, str]:
     ca_key_path = os.path.join(state_dir, "ca.key")
     crt = os.path.join(state_dir, "server.pem")
     key = os.path.join(state_dir, "server.key")
-    if all(os.path.exists(p) for p in (ca_pem, ca_key_path, crt, key)):
+    if all(os.path.exists(p) for p in (ca_pem, ca_key_path, crt, key)) and _has_names(crt):
         return ca_pem, crt, key
     now = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import re
+import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -24,7 +26,7 @@ from .backend import InstanceBackend
 from .certs import ensure_certs
 from .errors import ArmError
 from .lro import Lro
-from .resources import authorization
+from .resources import authorization, keyvault
 from .router import Request, Response
 from .scheduled_events import ScheduledEvents
 from .store import Store
@@ -79,7 +81,9 @@ class App:
                     "tenant_id": self.identity["tenant_id"], "subscription_id": self.identity["subscription_id"],
                     "client_id": self.identity["client_id"], "client_secret": self.identity["client_secret"],
                     "principal_id": self.identity["principal_id"], "ca_path": self.ca_path,
-                    "admin": self.base + "/_sandbox"}
+                    "admin": self.base + "/_sandbox",
+                    # HTTPS_PROXY for clients of the Key Vault data plane (https://<vault>.vault.azure.net)
+                    "vault_proxy": getattr(self, "vault_proxy", "")}
         tmp = os.path.join(self.config.state_dir, "endpoint.json.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(endpoint, fh, indent=2)
@@ -87,6 +91,8 @@ class App:
         self.lro.resume()
         if hasattr(self.backend, "bind"):  # backends that talk back to us (tokens for IMDS) learn where we are
             self.backend.bind(self.base, self.ca_path, self.config.state_dir)
+        if self.store.of_type(keyvault.VAULT):
+            keyvault.announce(self)  # a restarted emulator tells the backend its vaults again
 
     def ensure_owner_assignment(self) -> None:
         """The service principal owns the subscription through a real role assignment."""
@@ -131,7 +137,7 @@ class App:
                 api_versions.check(req, lambda: self._request_location(req, groups))
                 if needs_auth != "tenant":  # tenant-level reads (subscriptions, tenants, batch) filter instead
                     assignments = [r["body"] for r in self.store.of_type("Microsoft.Authorization/roleAssignments")]
-                    authorize(assignments, req.principal["oid"], req.method, req.path)
+                    authorize(assignments, req.principal["oid"], req.method, req.path, authorization.custom_roles(self))
                 if req.method in ("PUT", "PATCH", "POST") and req.extra.get("bad_json"):
                     raise ArmError(400, "InvalidRequestContent",
                                    "The request content was invalid and could not be deserialized: "
@@ -145,6 +151,13 @@ class App:
             if isinstance(resp, tuple):
                 resp = Response(*resp)
             return resp
+        except ArmError as exc:
+            return Response(exc.status, exc.body(), dict(exc.headers))
+
+    def handle_vault(self, req: Request, vault: str) -> Response:
+        """A request for https://<vault>.vault.azure.net (the Key Vault data plane, same port, by Host name)."""
+        try:
+            return keyvault.data_plane(self, req, vault)
         except ArmError as exc:
             return Response(exc.status, exc.body(), dict(exc.headers))
 
@@ -167,7 +180,8 @@ class App:
         m = re.search(r"/providers/([^/]+)/([^/]+)", req.path)
         if m and req.path.lower().startswith("/subscriptions/"):
             return ArmError(404, "InvalidResourceType" if m.group(1).lower() in (
-                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization")
+                "microsoft.compute", "microsoft.network", "microsoft.resources", "microsoft.authorization",
+                "microsoft.keyvault")
                 else "NoRegisteredProviderFound",
                 f"The resource type '{m.group(2)}' could not be found in the namespace '{m.group(1)}' for api "
                 f"version '{req.api_version}'.")
@@ -195,6 +209,8 @@ class App:
                  "method": req.method, "path": req.path, "query": req.query, "api_version": req.api_version,
                  "status": status, "principal": (req.principal or {}).get("oid"),
                  "duration_ms": round((time.time() - started) * 1000, 1)}
+        if req.extra.get("vault"):
+            entry["vault"] = req.extra["vault"]  # a Key Vault data-plane request (https://<vault>.vault.azure.net)
         if batch_item is not None:
             entry["batch"] = batch_item  # a request sent inside POST /batch (the item's name)
         with self.log_lock:
@@ -245,7 +261,10 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 req.extra["bad_json"] = str(exc)
         try:
-            resp = app.handle(req)
+            vault = keyvault.vault_from_host(host)
+            if vault:
+                req.extra["vault"] = vault
+            resp = app.handle_vault(req, vault) if vault else app.handle(req)
         except Exception as exc:  # noqa: BLE001 - never answer with an HTML traceback
             LOG.exception("internal error")
             resp = Response(500, {"error": {"code": "InternalServerError",
@@ -309,10 +328,59 @@ class TlsThreadingServer(ThreadingHTTPServer):
                 pass
 
 
+class VaultProxy(socketserver.ThreadingTCPServer):
+    """An HTTP proxy (CONNECT only) that delivers https://<vault>.vault.azure.net to the emulator's port, so an
+    unchanged client on the controller reaches the Key Vault data plane under its real name: ``HTTPS_PROXY`` =
+    this proxy, ``NO_PROXY`` = 127.0.0.1 (what a client behind a corporate proxy has too). Any other target: 403."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+
+class _ProxyHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        line = self.rfile.readline(8192).decode("latin-1")
+        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+            pass
+        parts = line.split()
+        if len(parts) < 2 or parts[0].upper() != "CONNECT" or not keyvault.vault_from_host(parts[1]) \
+                or not parts[1].endswith(":443"):
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.server.target_port), timeout=120)
+        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.wfile.flush()
+        client = self.connection
+
+        def pump(src, dst):
+            try:
+                while chunk := src.recv(65536):
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        t = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        t.start()
+        pump(client, upstream)
+        t.join(timeout=120)
+        upstream.close()
+
+
 def make_server(app: App, port: int) -> TlsThreadingServer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(app.cert_path, app.key_path)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = TlsThreadingServer(("127.0.0.1", port), handler, ctx)
+    proxy = VaultProxy(server.server_address[1])
+    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
+    app.vault_proxy = f"http://127.0.0.1:{proxy.server_address[1]}"
     app.bind(server.server_address[1])
     return server

@@ -159,6 +159,12 @@ class ArmEmulator:
         return {"base_url": self.resource_manager, "credential_scopes": [self.resource_manager + ".default"],
                 "connection_verify": self.ca_path}
 
+    def vault_env(self) -> dict:
+        """Proxy variables that take clients to the Key Vault data plane (https://<vault>.vault.azure.net) served
+        by this emulator; everything else (127.0.0.1) goes direct."""
+        return {"HTTPS_PROXY": self.endpoint["vault_proxy"], "https_proxy": self.endpoint["vault_proxy"],
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
     def env(self) -> dict:
         """AZURE_* variables for Ansible/azure tooling pointed at this emulator."""
         return endpoint_env(self.endpoint, self.ca_path)
@@ -202,8 +208,9 @@ class ArmEmulator:
     def reset(self) -> None:
         self._admin("POST", "/reset")
 
-    def identity_token(self, principal_id: str) -> dict:
-        return self._admin("POST", "/identity-token", {"principal_id": principal_id})
+    def identity_token(self, principal_id: str, resource: str | None = None) -> dict:
+        """A managed identity's token as IMDS hands it out (``resource``: ARM by default, or https://vault.azure.net)."""
+        return self._admin("POST", "/identity-token", {"principal_id": principal_id, "resource": resource})
 
     def instances(self) -> list[dict]:
         return self._admin("GET", "/instances")["instances"]

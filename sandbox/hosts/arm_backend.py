@@ -174,6 +174,10 @@ class HostsBackend(InstanceBackend):
     def _imds(self, instance: dict) -> dict | None:
         return instance.get("imds")
 
+    def vault_hosts(self, names: list[str]) -> None:
+        """Key Vault data-plane names resolve to the gateway in every host (as management.azure.com does)."""
+        host.set_vault_hosts(names)
+
     def instance_created(self, instance: dict) -> None:
         self._ensure_arm()
         name = host_name(instance)

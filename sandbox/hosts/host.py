@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import logging
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from . import image, imds_server, net, paths, state
 from .procs import pids_with_cmdline
+
+LOG = logging.getLogger("sandbox.hosts.host")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CA_NAME = "hashistack-sandbox-arm.crt"
@@ -363,13 +366,40 @@ def _default_imds(name: str, hostname: str, ip: str, plen: int, network: str) ->
     }
 
 
-def _write_guest_files(h: dict, merged: Path, arm_ca: str | None) -> None:
+def _etc_hosts(h: dict, vault_hosts: list[str]) -> str:
+    """/etc/hosts of a host: Azure's names (ARM, sign-in, every Key Vault's data plane) at the gateway, whose :443
+    is DNAT'ed to the emulator (vault names cannot be a wildcard here, so the emulator announces them)."""
+    hn = h["hostname"]
+    hosts = f"127.0.0.1 localhost\n127.0.1.1 {hn}\n::1 localhost ip6-localhost ip6-loopback\n"
+    hosts += f"{h['gateway']} sandbox-controller {' '.join(ARM_HOSTNAMES)}\n"
+    if vault_hosts:
+        hosts += f"{h['gateway']} {' '.join(vault_hosts)}\n"
+    return hosts
+
+
+def set_vault_hosts(names: list[str]) -> None:
+    """The Key Vault host names (``<vault>.vault.azure.net``) that exist now: in the /etc/hosts of every host,
+    running ones at once (written from inside, as the guest's own file), the others at their next start."""
+    names = sorted(set(names))
+    with state.locked() as st:
+        if st.get("vault_hosts") == names:
+            return
+        st["vault_hosts"] = names
+        hosts = dict(st["hosts"])
+    for name, h in hosts.items():
+        if power_state(name) == "running":
+            try:
+                exec_(name, ["sh", "-c", "cat > /etc/hosts.sandbox && mv /etc/hosts.sandbox /etc/hosts"],
+                      input=_etc_hosts(h, names), timeout=30)
+            except (SandboxError, subprocess.SubprocessError, OSError) as exc:
+                LOG.warning("could not update /etc/hosts of %s: %s", name, exc)
+
+
+def _write_guest_files(h: dict, merged: Path, arm_ca: str | None, vault_hosts: list[str] = ()) -> None:
     """Per-host files written into the overlay (upper dir) before boot."""
     hn = h["hostname"]
     (merged / "etc/hostname").write_text(hn + "\n")
-    hosts = f"127.0.0.1 localhost\n127.0.1.1 {hn}\n::1 localhost ip6-localhost ip6-loopback\n"
-    hosts += f"{h['gateway']} sandbox-controller {' '.join(ARM_HOSTNAMES)}\n"
-    (merged / "etc/hosts").write_text(hosts)
+    (merged / "etc/hosts").write_text(_etc_hosts(h, list(vault_hosts)))
     seed = merged / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True, exist_ok=True)
     (seed / "meta-data").write_text(f"instance-id: {h['instance_id']}\nlocal-hostname: {hn}\n")
@@ -401,7 +431,7 @@ def _start(h: dict) -> None:
                         f"lowerdir={h['image']},upperdir={d / 'upper'},workdir={d / 'work'}",
                         merged], check=True)
     st = state.read()
-    _write_guest_files(h, Path(merged), (st.get("arm") or {}).get("ca"))
+    _write_guest_files(h, Path(merged), (st.get("arm") or {}).get("ca"), st.get("vault_hosts") or [])
     cmd = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
            f"--network-namespace-path=/run/netns/{h['netns']}", "-D", merged,
            f"--machine={h['machine']}", f"--hostname={h['hostname']}", "--console=read-only",

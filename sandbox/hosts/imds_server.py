@@ -220,6 +220,9 @@ class Handler(BaseHTTPRequestHandler):
                 tok = json.loads(r.read())
         except urllib.error.HTTPError as e:
             body = e.read().decode(errors="replace")
+            if e.code == 400 and '"invalid_resource"' in body:  # Entra ID's answer, as IMDS relays it
+                return self._send(400, {"error": "invalid_resource", "error_description": json.loads(body)[
+                    "error_description"]})
             if e.code in (400, 404):
                 return self._send(400, {"error": "invalid_request", "error_description": "Identity not found"})
             return self._send(500, {"error": "unknown_error", "error_description": body[:500]})

@@ -26,7 +26,7 @@ def _get(host, port, path):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("svc", ["consul", "nomad"])
+@pytest.mark.parametrize("svc", ["consul", "nomad", "hashistack-scheduled-events"])
 def test_services_active_and_enabled(host, svc):
     s = host.service(svc)
     assert s.is_running

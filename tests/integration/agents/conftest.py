@@ -217,9 +217,9 @@ def wait_for(fn, timeout: float = 20.0, interval: float = 0.2, what: str = "cond
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def run(exe, *args, env=None, timeout=30, input_text=None):
+def run(exe, *args, env=None, timeout=30, input_text=None, cwd=None):
     return subprocess.run(["/usr/bin/python3", str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})), input=input_text)
+                          env=dict(os.environ, **(env or {})), input=input_text, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

@@ -136,9 +136,9 @@ def test_consul_validate_temp_file_needs_config_format(consul, tmp_path):
 
 
 UNSUPPORTED_CONSUL = {
-    "tls": 'tls { defaults { ca_file = "/etc/ca.pem" } }\n',
-    "acl": "acl { enabled = true }\n",
-    "ports.https": "ports { https = 8501 }\n",
+    "tls.grpc": 'tls { grpc { ca_file = "/etc/ca.pem" } }\n',
+    "tls.defaults.tls_min_version": 'tls { defaults { tls_min_version = "TLSv1_3" } }\n',
+    "acl.down_policy": 'acl {\n  enabled = true\n  down_policy = "deny"\n}\n',
     "verify_incoming": "verify_incoming = true\n",
     "auto_encrypt": "auto_encrypt { tls = true }\n",
     "ports.dns": "ports { dns = 8600 }\n",
@@ -156,10 +156,15 @@ def test_unsupported_consul_settings_refused_by_validate_and_at_start(consul, tm
         r = run(consul, "validate", str(f))
         assert r.returncode == 1, key
         assert f"{key}: " in r.stderr and "not implemented by the sandbox consul stand-in" in r.stderr, (key, r.stderr)
-    f = tmp_path / "tls.hcl"
+    f = tmp_path / "auto_encrypt.hcl"
     a = run(consul, "agent", "-config-file", str(f), timeout=20)
-    assert a.returncode == 1 and "tls: not implemented by the sandbox consul stand-in" in a.stderr
+    assert a.returncode == 1 and "auto_encrypt: not implemented by the sandbox consul stand-in" in a.stderr
     assert "Traceback" not in a.stderr
+    # implemented TLS settings are still checked at start: HTTPS needs a certificate
+    f = tmp_path / "https.hcl"
+    f.write_text(f'data_dir = "{tmp_path}/d"\nserver = true\nbootstrap_expect = 1\nports {{ https = 8501 }}\n')
+    a = run(consul, "agent", "-config-file", str(f), timeout=20)
+    assert a.returncode == 1 and "ports.https is set but no certificate is configured" in a.stdout + a.stderr
     # the values that switch an unimplemented feature off are implemented
     f = tmp_path / "off.hcl"
     f.write_text('data_dir = "/tmp/x"\nports {\n  dns = -1\n  grpc = -1\n  https = -1\n}\nconnect { enabled = false }\n')
@@ -167,7 +172,8 @@ def test_unsupported_consul_settings_refused_by_validate_and_at_start(consul, tm
 
 
 def test_unsupported_nomad_settings_refused(nomad, tmp_path):
-    cases = {"tls": "tls { http = true }\n", "acl": "acl { enabled = true }\n", "vault": "vault { enabled = true }\n",
+    cases = {"tls.tls_min_version": 'tls { tls_min_version = "tls13" }\n', "acl.token_ttl": 'acl { token_ttl = "30s" }\n',
+             "vault": "vault { enabled = true }\n",
              "plugin.docker": 'plugin "docker" { config { allow_privileged = true } }\n',
              "client.host_volume": 'client { host_volume "d" { path = "/d" } }\n'}
     for key, text in cases.items():
@@ -175,8 +181,8 @@ def test_unsupported_nomad_settings_refused(nomad, tmp_path):
         f.write_text('data_dir = "/tmp/x"\nserver { enabled = true }\n' + text)
         r = run(nomad, "config", "validate", str(f))
         assert r.returncode == 1 and f"{key}: not implemented by the sandbox nomad stand-in" in r.stderr, (key, r.stderr)
-    a = run(nomad, "agent", "-config", str(tmp_path / "tls.hcl"), timeout=20)
-    assert a.returncode == 1 and "tls: not implemented by the sandbox nomad stand-in" in a.stderr
+    a = run(nomad, "agent", "-config", str(tmp_path / "vault.hcl"), timeout=20)
+    assert a.returncode == 1 and "vault: not implemented by the sandbox nomad stand-in" in a.stderr
 
 
 def test_http_port_disabled(consul, agents, net):

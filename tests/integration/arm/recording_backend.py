@@ -39,6 +39,9 @@ class RecordingBackend(InstanceBackend):
     def networks_unpeered(self, a, b):
         self._log("networks_unpeered", [a, b])
 
+    def vault_hosts(self, names):
+        self._log("vault_hosts", names)
+
     def instance_created(self, instance):
         time.sleep(self.delay)
         if instance["tags"].get("fail-boot") == instance["instance_id"]:  # lets a test make one boot fail

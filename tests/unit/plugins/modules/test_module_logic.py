@@ -5,6 +5,7 @@ from __future__ import annotations
 from ansible_collections.hashistack.azure.plugins.modules import compute_quota_info as quota
 from ansible_collections.hashistack.azure.plugins.modules import network_security_group as nsg
 from ansible_collections.hashistack.azure.plugins.modules import role_assignment as ra
+from ansible_collections.hashistack.azure.plugins.modules import role_definition as rd
 
 
 def nsg_params(**kw):
@@ -77,3 +78,21 @@ def test_role_assignment_name_is_deterministic():
     c = ra.assignment_name('/subscriptions/s/resourceGroups/rg', 'acdd72a7-3385-48ef-bd42-f606fba81ae7', 'p2')
     assert a == b != c
     assert ra.GUID_RE.match(a)
+
+
+def test_role_definition_guid_is_stable_per_scope_and_name():
+    a = rd.definition_guid('/subscriptions/S/resourceGroups/RG/', 'Auto Join')
+    assert a == rd.definition_guid('/subscriptions/s/resourcegroups/rg', 'auto join')
+    assert a != rd.definition_guid('/subscriptions/s/resourcegroups/rg2', 'auto join')
+    assert a != rd.definition_guid('/subscriptions/s/resourcegroups/rg', 'auto join 2')
+    assert rd.GUID_RE.match(a)
+
+
+def test_role_definition_model_reads_the_union_of_permission_blocks():
+    rest = {'id': '/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/g', 'name': 'g',
+            'properties': {'roleName': 'r', 'assignableScopes': ['/subscriptions/s'], 'permissions': [
+                {'actions': ['a/b/read'], 'notActions': ['a/b/c/read']}, {'actions': ['x/y/read'], 'dataActions': None}]}}
+    model = rd.model_from_rest(rest)
+    assert model['actions'] == ['a/b/read', 'x/y/read'] and model['not_actions'] == ['a/b/c/read']
+    assert model['data_actions'] == [] and model['description'] == '' and model['guid'] == 'g'
+    assert rd.same_strings(['A/b/READ', 'x'], ['x', 'a/B/read']) and not rd.same_strings(['a'], ['a', 'b'])
