@@ -199,22 +199,22 @@ def link(rel: dict) -> None:
 
 # ------------------------------------------------------------------ secrets
 
-def imds_token(resource: str) -> str:
+def imds_token(resource: str, imds: str = IMDS) -> str:
     url = "http://%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s" % (
-        IMDS, urllib.parse.quote(resource, safe=""))
+        imds, urllib.parse.quote(resource, safe=""))
     try:
         return json.loads(http_get(url, {"Metadata": "true"}, timeout=30))["access_token"]
     except urllib.error.HTTPError as exc:
         raise StepError("IMDS gave no token for %s (HTTP %d: %s). Fix: give the scale set a managed identity"
                         % (resource, exc.code, exc.read()[:300].decode(errors="replace")))
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-        raise StepError("IMDS at %s gave no token for %s: %s" % (IMDS, resource, exc))
+        raise StepError("IMDS at %s gave no token for %s: %s" % (imds, resource, exc))
 
 
-def read_secrets(vault: dict, names: list[str], out: dict) -> str:
+def read_secrets(vault: dict, names: list[str], out: dict, imds: str = IMDS) -> str:
     if not names:
         return "no secret needed"
-    token = imds_token(vault["resource"])
+    token = imds_token(vault["resource"], imds)
     for name in names:
         url = "%s/secrets/%s?api-version=%s" % (vault["url"], urllib.parse.quote(name), vault["api_version"])
         try:
