@@ -56,13 +56,14 @@ class StepError(Exception):
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def journal(message: str, priority: int) -> None:
     """One journal entry (native protocol, stdlib only); stderr too, which cloud-init keeps in its log."""
     print("hashistack-boot: " + message, file=sys.stderr, flush=True)
-    data = "SYSLOG_IDENTIFIER=hashistack-boot\nPRIORITY=%d\nMESSAGE=%s\n" % (priority, message.replace("\n", " "))
+    flat = message.replace("\n", " ")
+    data = f"SYSLOG_IDENTIFIER=hashistack-boot\nPRIORITY={priority}\nMESSAGE={flat}\n"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(data.encode(), "/run/systemd/journal/socket")
@@ -97,18 +98,18 @@ class Status:
             entry.update(ok=False, message=str(exc), finished=now())
             self.doc.update(state="failed", failed_step=step, finished=now())
             self.write()
-            journal("step %s FAILED: %s" % (step, exc), 3)
+            journal(f"step {step} FAILED: {exc}", 3)
             raise
         except Exception as exc:  # an unexpected error still names the step
-            entry.update(ok=False, message="%s: %s" % (type(exc).__name__, exc), finished=now())
+            entry.update(ok=False, message=f"{type(exc).__name__}: {exc}", finished=now())
             self.doc.update(state="failed", failed_step=step, finished=now())
             self.write()
-            journal("step %s FAILED: %s: %s" % (step, type(exc).__name__, exc), 3)
+            journal(f"step {step} FAILED: {type(exc).__name__}: {exc}", 3)
             raise StepError(str(exc)) from exc
         message = result if isinstance(result, str) else "done"
         entry.update(ok=True, message=message, finished=now())
         self.write()
-        journal("step %s ok: %s" % (step, message), 6)
+        journal(f"step {step} ok: {message}", 6)
         return result
 
 
@@ -124,17 +125,17 @@ def install_release(rel: dict, keys: dict) -> str:
     binary = rel["binary"]
     if os.path.isfile(binary):
         link(rel)
-        return "%s %s already installed at %s (verified when installed); download skipped" % (
+        return "{} {} already installed at {} (verified when installed); download skipped".format(
             rel["product"], rel["version"], binary)
     with tempfile.TemporaryDirectory(prefix="hashicorp-release-") as tmp:
         files = {}
         for name in (rel["sums"], rel["sums"] + ".sig", rel["zip"]):
-            url = "%s/%s" % (rel["url"], name)
+            url = "{}/{}".format(rel["url"], name)
             try:
                 data = http_get(url, timeout=float(rel.get("timeout", 60)))
             except (urllib.error.URLError, OSError) as exc:
-                raise StepError("cannot download %s: %s. Fix: check that the release source (hashicorp_release_base_url) "
-                                "is reachable from the instance's subnet and holds %s %s" % (url, exc, rel["product"], rel["version"]))
+                raise StepError(f"cannot download {url}: {exc}. Fix: check that the release source (hashicorp_release_base_url) "
+                                f"is reachable from the instance's subnet and holds {rel['product']} {rel['version']}") from exc
             files[name] = os.path.join(tmp, name)
             with open(files[name], "wb") as f:
                 f.write(data)
@@ -143,8 +144,8 @@ def install_release(rel: dict, keys: dict) -> str:
         with open(files[rel["zip"]], "rb") as f:
             actual = hashlib.sha256(f.read()).hexdigest()
         if actual != expected:
-            raise StepError("%s from %s has SHA-256 %s, the signed %s says %s: the download is corrupt or tampered with; "
-                            "it was not installed" % (rel["zip"], rel["url"], actual, rel["sums"], expected))
+            raise StepError("{} from {} has SHA-256 {}, the signed {} says {}: the download is corrupt or tampered with; "
+                            "it was not installed".format(rel["zip"], rel["url"], actual, rel["sums"], expected))
         os.makedirs(rel["dir"], mode=0o755, exist_ok=True)
         with zipfile.ZipFile(files[rel["zip"]]) as z:
             member = z.getinfo(rel["product"])
@@ -154,7 +155,7 @@ def install_release(rel: dict, keys: dict) -> str:
             os.chmod(tmp_bin, 0o755)
             os.replace(tmp_bin, binary)
     link(rel)
-    return "%s %s installed from %s (signature by %s and SHA-256 %s verified)" % (
+    return "{} {} installed from {} (signature by {} and SHA-256 {} verified)".format(
         rel["product"], rel["version"], rel["url"], rel["gpg_fingerprint"] or "the payload's key", expected)
 
 
@@ -168,13 +169,14 @@ def verify_signature(rel: dict, keys: dict, sums: str, sig: str) -> None:
             subprocess.run(gpg + ["--import", key], check=True, capture_output=True)
             r = subprocess.run(gpg + ["--status-fd", "1", "--verify", sig, sums], capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as exc:
-            raise StepError("gpg could not import the release key: %s. Fix: the image needs gpg (Debian: gnupg)" % exc)
+            raise StepError(f"gpg could not import the release key: {exc}. Fix: the image needs gpg (Debian: gnupg)") from exc
     validsig = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("[GNUPG:] VALIDSIG ")]
     fpr = rel["gpg_fingerprint"]
     if r.returncode != 0 or not validsig or (fpr and fpr not in validsig[0][2:]):
-        raise StepError("%s from %s has no valid signature by %s: %s. Fix: check hashicorp_release_base_url and "
-                        "hashicorp_release_gpg_key; an unverified release is never installed"
-                        % (rel["sums"], rel["url"], fpr or "the configured key", r.stderr.strip()))
+        signer = fpr or "the configured key"
+        raise StepError(f"{rel['sums']} from {rel['url']} has no valid signature by {signer}: {r.stderr.strip()}. "
+                        "Fix: check hashicorp_release_base_url and hashicorp_release_gpg_key; "
+                        "an unverified release is never installed")
 
 
 def expected_sha256(rel: dict, sums: str) -> str:
@@ -183,7 +185,7 @@ def expected_sha256(rel: dict, sums: str) -> str:
             parts = line.split()
             if len(parts) == 2 and parts[1] == rel["zip"] and re.match(r"^[0-9a-f]{64}$", parts[0]):
                 return parts[0]
-    raise StepError("%s is not listed in the signed %s" % (rel["zip"], rel["sums"]))
+    raise StepError("{} is not listed in the signed {}".format(rel["zip"], rel["sums"]))
 
 
 def link(rel: dict) -> None:
@@ -200,15 +202,16 @@ def link(rel: dict) -> None:
 # ------------------------------------------------------------------ secrets
 
 def imds_token(resource: str, imds: str = IMDS) -> str:
-    url = "http://%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s" % (
+    url = "http://{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}".format(
         imds, urllib.parse.quote(resource, safe=""))
     try:
         return json.loads(http_get(url, {"Metadata": "true"}, timeout=30))["access_token"]
     except urllib.error.HTTPError as exc:
-        raise StepError("IMDS gave no token for %s (HTTP %d: %s). Fix: give the scale set a managed identity"
-                        % (resource, exc.code, exc.read()[:300].decode(errors="replace")))
+        body = exc.read()[:300].decode(errors="replace")
+        raise StepError(f"IMDS gave no token for {resource} (HTTP {exc.code}: {body}). "
+                        "Fix: give the scale set a managed identity") from exc
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-        raise StepError("IMDS at %s gave no token for %s: %s" % (imds, resource, exc))
+        raise StepError(f"IMDS at {imds} gave no token for {resource}: {exc}") from exc
 
 
 def read_secrets(vault: dict, names: list[str], out: dict, imds: str = IMDS) -> str:
@@ -216,23 +219,23 @@ def read_secrets(vault: dict, names: list[str], out: dict, imds: str = IMDS) -> 
         return "no secret needed"
     token = imds_token(vault["resource"], imds)
     for name in names:
-        url = "%s/secrets/%s?api-version=%s" % (vault["url"], urllib.parse.quote(name), vault["api_version"])
+        url = "{}/secrets/{}?api-version={}".format(vault["url"], urllib.parse.quote(name), vault["api_version"])
         try:
             value = json.loads(http_get(url, {"Authorization": "Bearer " + token}, timeout=30))["value"]
         except urllib.error.HTTPError as exc:
             body = exc.read()[:300].decode(errors="replace")
             fix = {401: "the vault refused the instance's token",
-                   403: "grant the scale set's identity 'Key Vault Secrets User' on vault %s" % vault["name"],
-                   404: "store the secret (azure_infra does) in vault %s" % vault["name"]}.get(exc.code, "see the body")
-            raise StepError("Key Vault %s: GET secret %s gave HTTP %d (%s). Fix: %s" % (vault["name"], name, exc.code, body, fix))
+                   403: "grant the scale set's identity 'Key Vault Secrets User' on vault {}".format(vault["name"]),
+                   404: "store the secret (azure_infra does) in vault {}".format(vault["name"])}.get(exc.code, "see the body")
+            raise StepError(f"Key Vault {vault['name']}: GET secret {name} gave HTTP {exc.code} ({body}). Fix: {fix}") from exc
         except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            raise StepError("Key Vault %s (%s) unreachable for secret %s: %s. Fix: the instance must resolve and reach "
-                            "%s" % (vault["name"], vault["url"], name, exc, vault["url"]))
+            raise StepError(f"Key Vault {vault['name']} unreachable for secret {name}: {exc}. "
+                            f"Fix: the instance must resolve and reach {vault['url']}") from exc
         if not isinstance(value, str) or not SAFE_SECRET.match(value):
-            raise StepError("Key Vault %s: secret %s is not a key (letters, digits, + / = . _ -); it was not written"
-                            % (vault["name"], name))
+            raise StepError(f"Key Vault {vault['name']}: secret {name} is not a key (letters, digits, + / = . _ -); "
+                            "it was not written")
         out[name] = value
-    return "read %s from vault %s" % (", ".join(names), vault["name"])
+    return "read {} from vault {}".format(", ".join(names), vault["name"])
 
 
 def fill(template: str, secrets: dict) -> str:
@@ -290,8 +293,8 @@ def configure(p: dict, secrets: dict) -> str:
     for name, content in files.items():
         for d in (p["staging_dir"], p["config_dir"]):
             put(os.path.join(d, name), content, 0o640, "root", p["group"])
-    put("/etc/systemd/system/%s.service" % p["product"], p["unit"], 0o644)
-    return "wrote %s in %s (secrets in %s)" % (", ".join(sorted(p["files"])), p["config_dir"],
+    put("/etc/systemd/system/{}.service".format(p["product"]), p["unit"], 0o644)
+    return "wrote {} in {} (secrets in {})".format(", ".join(sorted(p["files"])), p["config_dir"],
                                                 ", ".join(sorted(p["secret_files"])) or "none")
 
 
@@ -308,15 +311,15 @@ def systemctl(*args: str) -> subprocess.CompletedProcess:
 def start_agents(units: list[str], timeout: float) -> str:
     r = systemctl("daemon-reload")
     if r.returncode:
-        raise StepError("systemctl daemon-reload failed: %s" % r.stderr.strip())
+        raise StepError(f"systemctl daemon-reload failed: {r.stderr.strip()}")
     for unit in units:
         r = systemctl("enable", unit)
         if r.returncode:
-            raise StepError("systemctl enable %s failed: %s" % (unit, r.stderr.strip()))
+            raise StepError(f"systemctl enable {unit} failed: {r.stderr.strip()}")
     # --no-block: Consul reports ready only once it has joined, which needs the other instances
     r = systemctl("start", "--no-block", *units)
     if r.returncode:
-        raise StepError("systemctl start %s failed: %s" % (" ".join(units), r.stderr.strip()))
+        raise StepError("systemctl start {} failed: {}".format(" ".join(units), r.stderr.strip()))
     deadline = time.monotonic() + timeout
     state = {}
     while time.monotonic() < deadline:
@@ -326,8 +329,8 @@ def start_agents(units: list[str], timeout: float) -> str:
         if any(s == "failed" for s in state.values()):
             break
         time.sleep(2)
-    bad = ", ".join("%s is %s" % (u, s) for u, s in state.items() if s != "active")
-    raise StepError("%s after %ds. Fix: see journalctl -u %s" % (bad, timeout, " -u ".join(units)))
+    bad = ", ".join(f"{u} is {s}" for u, s in state.items() if s != "active")
+    raise StepError(f"{bad} after {timeout:.0f}s. Fix: see journalctl -u {' -u '.join(units)}")
 
 
 def stop_agents(units: list[str]) -> None:
@@ -364,10 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         status = Status(STATUS_FILE, {})
         status.doc.update(state="failed", failed_step="payload", finished=now())
-        status.doc["steps"].append({"step": "payload", "ok": False, "message": "cannot read %s: %s" % (a.payload, exc),
+        status.doc["steps"].append({"step": "payload", "ok": False, "message": f"cannot read {a.payload}: {exc}",
                                     "started": now(), "finished": now()})
         status.write()
-        journal("step payload FAILED: cannot read %s: %s" % (a.payload, exc), 3)
+        journal(f"step payload FAILED: cannot read {a.payload}: {exc}", 3)
         return 1
     status = Status(payload.get("status_file", STATUS_FILE), {"cluster": payload.get("cluster"), "pool": payload.get("pool")})
     units = [p["product"] + ".service" for p in payload["products"]] + [s["unit"] for s in payload.get("services", [])]
@@ -378,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     status.doc.update(state="ok", finished=now())
     status.write()
-    journal("boot of %s pool %s done" % (payload.get("cluster"), payload.get("pool")), 6)
+    journal("boot of {} pool {} done".format(payload.get("cluster"), payload.get("pool")), 6)
     return 0
 
 

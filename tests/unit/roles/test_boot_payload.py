@@ -235,7 +235,7 @@ def fake_azure():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeAzure)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     _FakeAzure.secrets, _FakeAzure.allowed = {}, True
-    yield "127.0.0.1:%d" % srv.server_address[1]
+    yield f"127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
 
 
