@@ -214,28 +214,45 @@ def imds_token(resource: str, imds: str = IMDS) -> str:
         raise StepError(f"IMDS at {imds} gave no token for {resource}: {exc}") from exc
 
 
-def read_secrets(vault: dict, names: list[str], out: dict, imds: str = IMDS) -> str:
+def read_secrets(vault: dict, names: list[str], out: dict, imds: str = IMDS, wait: float = 0) -> str:
+    """Reads every secret; retries for ``wait`` seconds, since a new scale set's role assignment takes a
+    few minutes to reach the vault (403 until then). The last error names the cause and the fix."""
     if not names:
         return "no secret needed"
-    token = imds_token(vault["resource"], imds)
-    for name in names:
-        url = "{}/secrets/{}?api-version={}".format(vault["url"], urllib.parse.quote(name), vault["api_version"])
+    deadline = time.monotonic() + wait
+    attempts = 0
+    while True:
+        attempts += 1
         try:
-            value = json.loads(http_get(url, {"Authorization": "Bearer " + token}, timeout=30))["value"]
-        except urllib.error.HTTPError as exc:
-            body = exc.read()[:300].decode(errors="replace")
-            fix = {401: "the vault refused the instance's token",
-                   403: "grant the scale set's identity 'Key Vault Secrets User' on vault {}".format(vault["name"]),
-                   404: "store the secret (azure_infra does) in vault {}".format(vault["name"])}.get(exc.code, "see the body")
-            raise StepError(f"Key Vault {vault['name']}: GET secret {name} gave HTTP {exc.code} ({body}). Fix: {fix}") from exc
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            raise StepError(f"Key Vault {vault['name']} unreachable for secret {name}: {exc}. "
-                            f"Fix: the instance must resolve and reach {vault['url']}") from exc
-        if not isinstance(value, str) or not SAFE_SECRET.match(value):
-            raise StepError(f"Key Vault {vault['name']}: secret {name} is not a key (letters, digits, + / = . _ -); "
-                            "it was not written")
-        out[name] = value
-    return "read {} from vault {}".format(", ".join(names), vault["name"])
+            token = imds_token(vault["resource"], imds)
+            for name in names:
+                out[name] = read_secret(vault, name, token)
+            return "read {} from vault {} (attempt {})".format(", ".join(names), vault["name"], attempts)
+        except StepError as exc:
+            if getattr(exc, "final", False) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+
+
+def read_secret(vault: dict, name: str, token: str) -> str:
+    url = "{}/secrets/{}?api-version={}".format(vault["url"], urllib.parse.quote(name), vault["api_version"])
+    try:
+        value = json.loads(http_get(url, {"Authorization": "Bearer " + token}, timeout=30))["value"]
+    except urllib.error.HTTPError as exc:
+        body = exc.read()[:300].decode(errors="replace")
+        fix = {401: "the vault refused the instance's token",
+               403: "grant the scale set's identity 'Key Vault Secrets User' on vault {}".format(vault["name"]),
+               404: "store the secret (azure_infra does) in vault {}".format(vault["name"])}.get(exc.code, "see the body")
+        raise StepError(f"Key Vault {vault['name']}: GET secret {name} gave HTTP {exc.code} ({body}). Fix: {fix}") from exc
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        raise StepError(f"Key Vault {vault['name']} unreachable for secret {name}: {exc}. "
+                        f"Fix: the instance must resolve and reach {vault['url']}") from exc
+    if not isinstance(value, str) or not SAFE_SECRET.match(value):
+        err = StepError(f"Key Vault {vault['name']}: secret {name} is not a key (letters, digits, + / = . _ -); "
+                        "it was not written")
+        err.final = True  # waiting does not fix a bad value
+        raise err
+    return value
 
 
 def fill(template: str, secrets: dict) -> str:
@@ -347,7 +364,7 @@ def boot(payload: dict, status: Status) -> None:
         status.run("release:" + p["product"], install_release, p["release"], payload["keys"])
     names = sorted({m.group(1) for p in products for t in p["secret_files"].values() for m in PLACEHOLDER.finditer(t)})
     secrets: dict = {}
-    status.run("secrets", read_secrets, payload["vault"], names, secrets)
+    status.run("secrets", read_secrets, payload["vault"], names, secrets, IMDS, float(payload.get("secrets_wait", 300)))
     status.run("users", ensure_users, products)
     for p in products:
         status.run("config:" + p["product"], configure, p, secrets)

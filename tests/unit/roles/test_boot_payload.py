@@ -245,13 +245,17 @@ def test_secrets_read_with_an_imds_token(fake_azure):
     _FakeAzure.secrets = {"consul-gossip-key": key}
     vault = {"name": "v", "url": "http://" + fake_azure, "resource": "https://vault.azure.net", "api_version": "7.4"}
     out = {}
-    assert boot.read_secrets(vault, ["consul-gossip-key"], out, imds=fake_azure) == "read consul-gossip-key from vault v"
+    assert boot.read_secrets(vault, ["consul-gossip-key"], out, imds=fake_azure) == "read consul-gossip-key from vault v (attempt 1)"
     assert out == {"consul-gossip-key": key}
     with pytest.raises(boot.StepError, match="HTTP 404.*store the secret"):
         boot.read_secrets(vault, ["nomad-gossip-key"], {}, imds=fake_azure)
     _FakeAzure.allowed = False
     with pytest.raises(boot.StepError, match="HTTP 403.*ForbiddenByRbac.*Key Vault Secrets User' on vault v"):
         boot.read_secrets(vault, ["consul-gossip-key"], {}, imds=fake_azure)
+    # a role assignment that reaches the vault while the instance waits
+    threading.Timer(1.0, lambda: setattr(_FakeAzure, "allowed", True)).start()
+    msg = boot.read_secrets(vault, ["consul-gossip-key"], out, imds=fake_azure, wait=30)
+    assert msg.startswith("read consul-gossip-key from vault v (attempt ") and not msg.endswith("(attempt 1)")
     _FakeAzure.allowed, _FakeAzure.secrets = True, {"consul-gossip-key": 'x" \n server = false'}
     with pytest.raises(boot.StepError, match="is not a key"):
         boot.read_secrets(vault, ["consul-gossip-key"], {}, imds=fake_azure)
