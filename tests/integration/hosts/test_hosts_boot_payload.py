@@ -1,0 +1,195 @@
+"""A scale-set instance (a real sandbox host) configures itself from the boot payload alone, no Ansible after the
+scale-out: the verified releases from the mirror, the gossip keys from the cluster's Key Vault with its managed
+identity, the files the roles write, Consul and Nomad running (a one-server cluster elects itself), boot.json all ok;
+the custom data holds no gossip key."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
+
+pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
+
+ROOT = Path(__file__).resolve().parents[3]
+RG = "rg-hosts-boot"
+LOC = "westeurope"
+PREFIX, SUBNET, GATEWAY = "10.137.0.0/16", "10.137.1.0/24", "10.137.1.1"  # a subnet no other sandbox test uses
+MIRROR_PORT = 18737
+SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+
+RENDER = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Payload
+      ansible.builtin.include_role:
+        name: hashistack.azure.boot_payload
+      vars:
+        boot_payload_pool: servers
+    - name: Show
+      ansible.builtin.copy:
+        content: "{{ {'user_data': boot_payload_user_data, 'vault': hashistack_cluster.key_vault.name,
+                      'consul': consul_pool_config, 'nomad': nomad_pool_config} | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+@pytest.fixture(scope="module")
+def emu():
+    if can_boot_hosts():
+        pytest.skip(can_boot_hosts())
+    from sandbox.arm.testing import ArmEmulator
+    arm = ArmEmulator(provisioning_seconds=0.1, extra_args=["--hosts"]).start()
+    sb = Sandbox(Path(arm.state_dir) / "hosts-run")
+    try:
+        yield arm, sb
+    finally:
+        arm.stop()
+        left = sb.leftovers()
+        arm.cleanup()
+        assert left == CLEAN
+
+
+def _grant(auth, sub, scope, role, principal):
+    auth.role_assignments.create(scope, str(uuid.uuid4()), {"properties": {
+        "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
+        "principalId": principal, "principalType": "ServicePrincipal"}})
+
+
+def _render(tmp_path, extra):
+    (tmp_path / "play.yml").write_text(RENDER)
+    out = tmp_path / "render.json"
+    (tmp_path / "extra.json").write_text(json.dumps(dict(extra, out=str(out))))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
+                           "-e", "@" + str(tmp_path / "extra.json")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return json.loads(out.read_text())
+
+
+def _model(arm, key, vnet, capacity, custom_data):
+    return {"location": LOC, "identity": {"type": "SystemAssigned"},
+            "sku": {"name": "Standard_B2s", "tier": "Standard", "capacity": capacity},
+            "properties": {"upgradePolicy": {"mode": "Manual"}, "virtualMachineProfile": {
+                "osProfile": {"computerNamePrefix": "boot", "adminUsername": "azureuser",
+                              "customData": base64.b64encode(custom_data.encode()).decode(),
+                              "linuxConfiguration": {"disablePasswordAuthentication": True, "ssh": {"publicKeys": [
+                                  {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": key}]}}},
+                "storageProfile": {"imageReference": {"publisher": "Debian", "offer": "debian-12", "sku": "12",
+                                                      "version": "latest"}},
+                "networkProfile": {"networkInterfaceConfigurations": [{"name": "nic", "properties": {
+                    "primary": True, "ipConfigurations": [{"name": "ip", "properties": {
+                        "subnet": {"id": vnet.subnets[0].id}}}]}}]}}}}
+
+
+def test_scaled_out_instance_configures_itself(emu, tmp_path):
+    from azure.keyvault.secrets import SecretClient
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.keyvault import KeyVaultManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    arm, sb = emu
+    cred, kw, sub = arm.credential(), arm.client_kwargs(), arm.subscription_id
+    spec = {"cluster": "boot", "azure": {"subscription_id": sub, "resource_group": RG, "location": LOC},
+            "consul_version": "1.20.1", "nomad_version": "1.9.3", "servers": {"count": 1}}
+    keys = {p: base64.b64encode(secrets.token_bytes(32)).decode() for p in ("consul", "nomad")}
+
+    # the release tree (signed with the sandbox key) the instance downloads from
+    tree = tmp_path / "releases"
+    subprocess.run([sys.executable, "-m", "sandbox.agents", "build", "--consul", "1.20.1", "--nomad", "1.9.3",
+                    "--out", str(tree)], cwd=ROOT, check=True, capture_output=True)
+    rendered = _render(tmp_path, {
+        "hashistack_spec": spec, "hashistack_secrets_dir": str(tmp_path / "secrets"),
+        "consul_gossip_key": keys["consul"], "nomad_gossip_key": keys["nomad"],
+        "hashicorp_release_base_url": f"http://{GATEWAY}:{MIRROR_PORT}",
+        "hashicorp_release_gpg_key": (tree / "sandbox-release-key.asc").read_text(), "hashicorp_release_gpg_fingerprint": ""})
+    user_data = rendered["user_data"]
+    assert keys["consul"] not in user_data and keys["nomad"] not in user_data
+
+    # the cluster's vault with the gossip keys (azure_infra's job; done with the SDK here)
+    ResourceManagementClient(cred, sub, **kw).resource_groups.create_or_update(RG, {"location": LOC})
+    auth = AuthorizationManagementClient(cred, sub, **kw)
+    vault = KeyVaultManagementClient(cred, sub, **kw).vaults.begin_create_or_update(RG, rendered["vault"], {
+        "location": LOC, "properties": {"tenantId": arm.endpoint["tenant_id"], "sku": {"family": "A", "name": "standard"},
+                                        "enableRbacAuthorization": True}}).result()
+    _grant(auth, sub, vault.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
+    client = SecretClient(vault.properties.vault_uri, cred, connection_verify=arm.ca_path,
+                          proxies={"https": arm.endpoint["vault_proxy"]})
+    for p, key in keys.items():
+        client.set_secret(f"{p}-gossip-key", key)
+
+    # one placeholder instance brings the subnet's gateway up, where the mirror listens
+    net = NetworkManagementClient(cred, sub, **kw)
+    vnet = net.virtual_networks.begin_create_or_update(RG, "boot-westeurope", {"location": LOC, "properties": {
+        "addressSpace": {"addressPrefixes": [PREFIX]},
+        "subnets": [{"name": "nodes", "properties": {"addressPrefix": SUBNET}}]}}).result()
+    ssh_key = open(sb.cli("ssh-key").stdout.strip() + ".pub").read().strip()
+    compute = ComputeManagementClient(cred, sub, **kw)
+    compute.virtual_machine_scale_sets.begin_create_or_update(
+        RG, "boot-servers", _model(arm, ssh_key, vnet, 1, "#cloud-config\n{}\n")).result(timeout=300)
+    first = sb.cli_json("list")[0]["name"]
+    principal = next(i["principal_id"] for i in arm.instances() if i["vmss_name"] == "boot-servers")
+    _grant(auth, sub, vault.id, SECRETS_USER, principal)
+    mirror = subprocess.Popen([sys.executable, "-m", "sandbox.agents", "mirror", "--dir", str(tree), "--port",
+                               str(MIRROR_PORT), "--bind", GATEWAY], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        # scale out with the payload in the model: the new instance is on its own from here
+        started = time.monotonic()
+        compute.virtual_machine_scale_sets.begin_create_or_update(
+            RG, "boot-servers", _model(arm, ssh_key, vnet, 2, user_data)).result(timeout=300)
+        new = next(h["name"] for h in sb.cli_json("list") if h["name"] != first)
+        doc = {}
+        while time.monotonic() - started < 240:
+            r = sb.sh(new, "cat /var/lib/hashistack/boot.json 2>/dev/null")
+            doc = json.loads(r.stdout) if r.stdout.strip() else {}
+            if doc.get("state") in ("ok", "failed"):
+                break
+            time.sleep(3)
+        assert doc.get("state") == "ok", json.dumps(doc, indent=1) + sb.sh(new, "journalctl -t hashistack-boot --no-pager | tail -20").stdout
+        steps = [s["step"] for s in doc["steps"]]
+        assert steps == ["release:consul", "release:nomad", "secrets", "users", "config:consul", "config:nomad",
+                         "service:hashistack-scheduled-events.service", "agents"]
+        assert all(s["ok"] and s["started"] and s["finished"] for s in doc["steps"])
+        assert "signature by the payload's key and SHA-256" in doc["steps"][0]["message"]
+
+        # the roles' files, byte for byte, and the secrets from the vault (0640, group of the agent)
+        assert sb.sh(new, "cat /etc/consul.d/consul.hcl").stdout == rendered["consul"]
+        assert sb.sh(new, "cat /etc/nomad.d/nomad.hcl").stdout == rendered["nomad"]
+        assert sb.sh(new, "cat /var/lib/hashistack/staging/consul/consul.hcl").stdout == rendered["consul"]
+        assert f'encrypt = "{keys["consul"]}"' in sb.sh(new, "cat /etc/consul.d/secrets.hcl").stdout
+        assert f'encrypt = "{keys["nomad"]}"' in sb.sh(new, "cat /etc/nomad.d/secrets.hcl").stdout
+        assert sb.sh(new, "stat -c '%U:%G %a' /etc/consul.d/secrets.hcl /opt/consul/data").stdout.split("\n")[:2] == [
+            "root:consul 640", "consul:consul 750"]
+        assert sb.sh(new, "readlink /usr/local/bin/consul").stdout.strip() == "/opt/hashicorp/consul/1.20.1/consul"
+
+        # the agents run, enabled, and the one-server cluster has a leader
+        r = sb.sh(new, "systemctl is-enabled consul nomad hashistack-scheduled-events; "
+                       "systemctl is-active consul nomad hashistack-scheduled-events")
+        assert r.stdout.split() == ["enabled"] * 3 + ["active"] * 3, r.stdout
+        leader = ""
+        for _ in range(30):
+            leader = sb.sh(new, "curl -s http://127.0.0.1:8500/v1/status/leader").stdout.strip()
+            if leader.strip('"'):
+                break
+            time.sleep(2)
+        assert leader.strip('"'), leader
+        assert "hashistack-boot" in sb.sh(new, "journalctl -t hashistack-boot --no-pager").stdout
+    finally:
+        mirror.terminate()
+        mirror.wait(timeout=30)
