@@ -81,6 +81,40 @@ def _render(tmp_path, extra):
     return json.loads(out.read_text())
 
 
+CONVERGE = """\
+- name: Consul
+  hosts: consul_servers
+  gather_facts: false
+  become: true
+  roles:
+    - role: hashistack.azure.consul
+- name: Nomad
+  hosts: nomad_servers
+  gather_facts: false
+  become: true
+  roles:
+    - role: hashistack.azure.nomad
+"""
+
+
+def _converge(tmp_path, sb, ip, extra):
+    """The roles on the self-configured instance (over SSH, as site.yml runs them): the PLAY RECAP."""
+    key = sb.cli("ssh-key").stdout.strip()
+    inv = {"all": {"hosts": {"new": {"ansible_host": ip, "ansible_user": "azureuser", "ansible_ssh_private_key_file": key,
+                                     "ansible_python_interpreter": "/usr/bin/python3", "hashistack_pool": "servers"}},
+                   "children": {"consul_servers": {"hosts": {"new": {}}}, "nomad_servers": {"hosts": {"new": {}}}}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inv))
+    (tmp_path / "converge.yml").write_text(CONVERGE)
+    (tmp_path / "converge-extra.json").write_text(json.dumps(extra))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_HOST_KEY_CHECKING="false", ANSIBLE_PIPELINING="true")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
+                           str(tmp_path / "converge.yml"), "-e", "@" + str(tmp_path / "converge-extra.json")],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout
+
+
 def _model(arm, key, vnet, capacity, custom_data):
     return {"location": LOC, "identity": {"type": "SystemAssigned"},
             "sku": {"name": "Standard_B2s", "tier": "Standard", "capacity": capacity},
@@ -113,11 +147,13 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
     tree = tmp_path / "releases"
     subprocess.run([sys.executable, "-m", "sandbox.agents", "build", "--consul", "1.20.1", "--nomad", "1.9.3",
                     "--out", str(tree)], cwd=ROOT, check=True, capture_output=True)
-    rendered = _render(tmp_path, {
+    settings = {  # the play's variables: the same for the payload and for the roles
         "hashistack_spec": spec, "hashistack_secrets_dir": str(tmp_path / "secrets"),
         "consul_gossip_key": keys["consul"], "nomad_gossip_key": keys["nomad"],
         "hashicorp_release_base_url": f"http://{GATEWAY}:{MIRROR_PORT}",
-        "hashicorp_release_gpg_key": (tree / "sandbox-release-key.asc").read_text(), "hashicorp_release_gpg_fingerprint": ""})
+        "hashicorp_release_cache_dir": str(tmp_path / "cache"),
+        "hashicorp_release_gpg_key": (tree / "sandbox-release-key.asc").read_text(), "hashicorp_release_gpg_fingerprint": ""}
+    rendered = _render(tmp_path, settings)
     user_data = rendered["user_data"]
     assert keys["consul"] not in user_data and keys["nomad"] not in user_data
 
@@ -153,7 +189,7 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
         started = time.monotonic()
         compute.virtual_machine_scale_sets.begin_create_or_update(
             RG, "boot-servers", _model(arm, ssh_key, vnet, 2, user_data)).result(timeout=300)
-        new = next(h["name"] for h in sb.cli_json("list") if h["name"] != first)
+        new, new_ip = next((h["name"], h["ip"]) for h in sb.cli_json("list") if h["name"] != first)
         doc = {}
         while time.monotonic() - started < 240:
             r = sb.sh(new, "cat /var/lib/hashistack/boot.json 2>/dev/null")
@@ -190,6 +226,12 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
             time.sleep(2)
         assert leader.strip('"'), leader
         assert "hashistack-boot" in sb.sh(new, "journalctl -t hashistack-boot --no-pager").stdout
+
+        # already converged: the roles change nothing on it (same bytes, users, dirs, units, link, services)
+        out = _converge(tmp_path, sb, new_ip, settings)
+        recap = out.split("PLAY RECAP")[-1]
+        changed = [blk.splitlines()[0] for blk in out.split("TASK [")[1:] if "\nchanged:" in blk]
+        assert "changed=0" in recap and "failed=0" in recap, (changed, recap)
     finally:
         mirror.terminate()
         mirror.wait(timeout=30)
