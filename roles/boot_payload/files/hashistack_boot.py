@@ -201,6 +201,17 @@ def link(rel: dict) -> None:
 
 # ------------------------------------------------------------------ secrets
 
+def error_summary(exc: urllib.error.HTTPError) -> str:
+    """Azure's error body as "code/innercode: first line of the message" (the whole body can be long)."""
+    raw = exc.read()
+    try:
+        err = json.loads(raw)["error"]
+        codes = "/".join(c for c in (err.get("code"), (err.get("innererror") or {}).get("code")) if c)
+        return "{}: {}".format(codes, (err.get("message") or "").splitlines()[0][:200] if err.get("message") else "")
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return raw[:300].decode(errors="replace")
+
+
 def imds_token(resource: str, imds: str = IMDS) -> str:
     url = "http://{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}".format(
         imds, urllib.parse.quote(resource, safe=""))
@@ -239,7 +250,7 @@ def read_secret(vault: dict, name: str, token: str) -> str:
     try:
         value = json.loads(http_get(url, {"Authorization": "Bearer " + token}, timeout=30))["value"]
     except urllib.error.HTTPError as exc:
-        body = exc.read()[:300].decode(errors="replace")
+        body = error_summary(exc)
         fix = {401: "the vault refused the instance's token",
                403: "grant the scale set's identity 'Key Vault Secrets User' on vault {}".format(vault["name"]),
                404: "store the secret (azure_infra does) in vault {}".format(vault["name"])}.get(exc.code, "see the body")

@@ -1,7 +1,8 @@
 """A scale-set instance (a real sandbox host) configures itself from the boot payload alone, no Ansible after the
 scale-out: the verified releases from the mirror, the gossip keys from the cluster's Key Vault with its managed
 identity, the files the roles write, Consul and Nomad running (a one-server cluster elects itself), boot.json all ok;
-the custom data holds no gossip key."""
+the custom data holds no gossip key; the roles then change nothing on it. An instance whose identity cannot read
+the vault stops at the secrets step with the reason, agents not started."""
 
 from __future__ import annotations
 
@@ -115,6 +116,18 @@ def _converge(tmp_path, sb, ip, extra):
     return proc.stdout
 
 
+def _wait_boot(sb, name, timeout):
+    """boot.json of host ``name`` once the boot script has finished (or what it has so far)."""
+    deadline, doc = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        r = sb.sh(name, "cat /var/lib/hashistack/boot.json 2>/dev/null")
+        doc = json.loads(r.stdout) if r.stdout.strip() else {}
+        if doc.get("state") in ("ok", "failed"):
+            break
+        time.sleep(3)
+    return doc
+
+
 def _model(arm, key, vnet, capacity, custom_data):
     return {"location": LOC, "identity": {"type": "SystemAssigned"},
             "sku": {"name": "Standard_B2s", "tier": "Standard", "capacity": capacity},
@@ -190,13 +203,7 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
         compute.virtual_machine_scale_sets.begin_create_or_update(
             RG, "boot-servers", _model(arm, ssh_key, vnet, 2, user_data)).result(timeout=300)
         new, new_ip = next((h["name"], h["ip"]) for h in sb.cli_json("list") if h["name"] != first)
-        doc = {}
-        while time.monotonic() - started < 240:
-            r = sb.sh(new, "cat /var/lib/hashistack/boot.json 2>/dev/null")
-            doc = json.loads(r.stdout) if r.stdout.strip() else {}
-            if doc.get("state") in ("ok", "failed"):
-                break
-            time.sleep(3)
+        doc = _wait_boot(sb, new, 240 - (time.monotonic() - started))
         assert doc.get("state") == "ok", json.dumps(doc, indent=1) + sb.sh(new, "journalctl -t hashistack-boot --no-pager | tail -20").stdout
         steps = [s["step"] for s in doc["steps"]]
         assert steps == ["release:consul", "release:nomad", "secrets", "users", "config:consul", "config:nomad",
@@ -232,6 +239,26 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
         recap = out.split("PLAY RECAP")[-1]
         changed = [blk.splitlines()[0] for blk in out.split("TASK [")[1:] if "\nchanged:" in blk]
         assert "changed=0" in recap and "failed=0" in recap, (changed, recap)
+
+        # an identity without access to the vault it is told to read: the boot stops there, agents not started
+        other = "hs" + uuid.uuid4().hex[:12]
+        vault2 = KeyVaultManagementClient(cred, sub, **kw).vaults.begin_create_or_update(RG, other, {
+            "location": LOC, "properties": {"tenantId": arm.endpoint["tenant_id"],
+                                            "sku": {"family": "A", "name": "standard"}, "enableRbacAuthorization": True}}).result()
+        _grant(auth, sub, vault2.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
+        denied = _render(tmp_path, dict(settings, boot_payload_vault_name=other, boot_payload_secrets_wait=4))["user_data"]
+        hosts = {h["name"] for h in sb.cli_json("list")}
+        compute.virtual_machine_scale_sets.begin_create_or_update(
+            RG, "boot-servers", _model(arm, ssh_key, vnet, 3, denied)).result(timeout=300)
+        third = next(h["name"] for h in sb.cli_json("list") if h["name"] not in hosts)
+        doc = _wait_boot(sb, third, 180)
+        assert doc.get("state") == "failed" and doc["failed_step"] == "secrets", doc
+        msg = doc["steps"][-1]["message"]
+        assert "HTTP 403" in msg and "ForbiddenByRbac" in msg and f"'Key Vault Secrets User' on vault {other}" in msg, msg
+        assert [s["ok"] for s in doc["steps"]] == [True, True, False]
+        r = sb.sh(third, "systemctl is-active consul nomad; test -e /etc/consul.d/secrets.hcl || echo no-secrets")
+        assert r.stdout.split() == ["inactive", "inactive", "no-secrets"], r.stdout
+        assert "step secrets FAILED" in sb.sh(third, "journalctl -t hashistack-boot --no-pager").stdout
     finally:
         mirror.terminate()
         mirror.wait(timeout=30)
