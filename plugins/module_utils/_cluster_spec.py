@@ -15,6 +15,7 @@ inventory plugin, the ``azure_infra`` role and the consul/nomad roles all use it
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -38,6 +39,8 @@ ROLE_SERVER = 'server'
 ROLE_CLIENT = 'client'
 SUBNET_NAME = 'nodes'
 NSG_SUFFIX = 'nodes'
+# Key Vault secret names of the gossip keys: azure_infra stores them, the boot path reads them.
+GOSSIP_SECRETS = {'consul': 'consul-gossip-key', 'nomad': 'nomad-gossip-key'}
 # the versions the collection is tested with (the sandbox release mirror's older pair)
 CONSUL_VERSION = '1.20.1'
 NOMAD_VERSION = '1.9.3'
@@ -124,6 +127,14 @@ def network_name(cluster, location):
 def nsg_name(cluster, location):
     # one per location: Azure attaches an NSG only to NICs of its own region
     return '%s-%s-%s' % (cluster, NSG_SUFFIX, location)
+
+
+def key_vault_name(cluster, subscription_id, resource_group):
+    """Vault names are global DNS labels (3-24 letters, digits, single hyphens, starting with a letter): the
+    cluster name cut short, plus a hash of where the cluster lives so two subscriptions' 'prod' do not collide."""
+    stem = re.sub('-+', '-', cluster).strip('-')[:12].strip('-')
+    digest = hashlib.sha256(('%s/%s/%s' % (subscription_id or '', resource_group, cluster)).encode()).hexdigest()[:8]
+    return 'hs-%s-%s' % (stem, digest) if stem else 'hs-%s' % digest
 
 
 def _drop_none(value):
@@ -345,4 +356,6 @@ def normalize(spec):
         networks=networks,
         scale_sets=scale_sets,
         tags={TAG_CLUSTER: cluster},
+        key_vault=dict(name=key_vault_name(cluster, azure.get('subscription_id'), resource_group),
+                       gossip_secrets=dict(GOSSIP_SECRETS)),
     )

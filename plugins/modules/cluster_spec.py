@@ -316,6 +316,14 @@ cluster:
       description: Tags of the resource group and of every resource of the cluster.
       type: dict
       sample: {hashistack_cluster: prod}
+    key_vault:
+      description:
+        - The cluster's Azure Key Vault - C(name) (3-24 characters, V(hs-) plus the cluster name cut to 12 characters
+          plus a hash of subscription, resource group and cluster, so it is unique enough for the global vault namespace)
+          and C(gossip_secrets) (secret name of each product's gossip key, by product).
+        - C(azure_infra) creates the vault and stores the secrets; instances read them at boot with their managed identity.
+      type: dict
+      sample: {name: hs-prod-3f2a9c1e, gossip_secrets: {consul: consul-gossip-key, nomad: nomad-gossip-key}}
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

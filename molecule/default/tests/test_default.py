@@ -86,18 +86,25 @@ def test_config_and_key_material_permissions(host):
     assert (d.user, d.group, d.mode) == ("root", "consul", 0o750)
     f = host.file("/etc/consul.d/consul.hcl")
     assert (f.user, f.group, f.mode) == ("root", "consul", 0o640)
-    assert 'encrypt = "' in f.content_string
+    assert "encrypt" not in f.content_string  # secrets only in secrets.hcl (the boot path fills it from Key Vault)
     assert "{{ GetPrivateIP }}" in f.content_string
+    s = host.file("/etc/consul.d/secrets.hcl")
+    assert (s.user, s.group, s.mode) == ("root", "consul", 0o640)
+    assert 'encrypt = "' in s.content_string
     data = host.file("/opt/consul/data")
     assert (data.user, data.mode) == ("consul", 0o750)
     n = host.file("/etc/nomad.d/nomad.hcl")
     if _is_server(host):
         assert (n.user, n.group, n.mode) == ("root", "nomad", 0o640)
-        assert 'encrypt          = "' in n.content_string
+        assert "encrypt" not in n.content_string
+        s = host.file("/etc/nomad.d/secrets.hcl")
+        assert (s.user, s.group, s.mode) == ("root", "nomad", 0o640)
+        assert 'encrypt = "' in s.content_string
         assert host.file("/opt/nomad/data").user == "nomad"
     else:
         assert (n.user, n.group, n.mode) == ("root", "root", 0o640)
         assert "encrypt" not in n.content_string
+        assert not host.file("/etc/nomad.d/secrets.hcl").exists
         assert host.file("/opt/nomad/data").user == "root"
 
 

@@ -218,9 +218,13 @@ def test_what_the_roles_render_is_implemented(consul, nomad, tmp_path):
               "nomad_consul": {"address": "127.0.0.1:8500"}}
     for server in (True, False):
         v = dict(common, _consul_server=server, _nomad_server=server, _consul_pool="p", _nomad_pool="p")
-        for product, tmpl, cmd in (("consul", "consul/templates/consul.hcl.j2", ["validate"]),
-                                   ("nomad", "nomad/templates/nomad.hcl.j2", ["config", "validate"])):
-            f = tmp_path / f"{product}-{server}.hcl"
-            f.write_text(env.from_string((root / tmpl).read_text()).render(**v))
-            r = run(consul if product == "consul" else nomad, *cmd, str(f))
-            assert r.returncode == 0, (product, server, r.stderr, f.read_text())
+        for product, cmd in (("consul", ["validate"]), ("nomad", ["config", "validate"])):
+            # the main file and the secrets file (servers' nomad, every consul) together, as the roles stage them
+            d = tmp_path / f"{product}-{server}"
+            d.mkdir()
+            names = [f"{product}.hcl"] + ([f"{product}-secrets.hcl"] if product == "consul" or server else [])
+            for name in names:
+                (d / name.replace(f"{product}-", "")).write_text(
+                    env.from_string((root / product / "templates" / f"{name}.j2").read_text()).render(**v))
+            r = run(consul if product == "consul" else nomad, *cmd, f"{d}/")
+            assert r.returncode == 0, (product, server, r.stderr, [p.read_text() for p in d.iterdir()])

@@ -95,6 +95,24 @@ def test_scale_sets_carry_the_cluster_tags():
     assert by_name['prod-servers']['tags']['hashistack_role'] == 'server'
 
 
+VAULT_NAME = __import__('re').compile(r'^[a-z](?!.*--)[a-z0-9-]{1,22}[a-z0-9]$')
+
+
+@pytest.mark.parametrize('cluster', ['prod', 'a', '0x', 'very-long-cluster-name-of-31-ch', 'a--b-', '9--'])
+def test_key_vault_name_is_a_valid_vault_name_for_any_cluster_name(cluster):
+    kv = cs.normalize(spec(cluster=cluster))['key_vault']
+    assert VAULT_NAME.match(kv['name']), kv['name']
+    assert kv['gossip_secrets'] == {'consul': 'consul-gossip-key', 'nomad': 'nomad-gossip-key'}
+
+
+def test_key_vault_name_differs_per_subscription_and_group_and_is_stable():
+    a = cs.normalize(MINIMAL)['key_vault']['name']
+    assert a == cs.normalize(MINIMAL)['key_vault']['name'] and a.startswith('hs-prod-')
+    other_sub = spec(azure={'subscription_id': SUB.replace('0b', '1c'), 'location': 'westeurope'})
+    other_rg = spec(azure={'subscription_id': SUB, 'location': 'westeurope', 'resource_group': 'x'})
+    assert len({a, cs.normalize(other_sub)['key_vault']['name'], cs.normalize(other_rg)['key_vault']['name']}) == 3
+
+
 def test_empty_yaml_values_mean_not_set():
     c = cs.normalize(spec(pools=None, servers=None, networks=None, ssh_sources=None))
     assert list(c['pools']) == ['servers'] and c['ssh_sources'] == ['10.77.0.0/16']
