@@ -10,7 +10,7 @@ import os
 import subprocess
 import textwrap
 
-from conftest import BIN, COLLECTIONS, make_rg, writes
+from .conftest import BIN, COLLECTIONS, make_rg, writes
 
 PLAY = textwrap.dedent("""\
     - hosts: localhost
