@@ -1,0 +1,81 @@
+"""Helpers for the end-to-end tests on the shared sandbox cluster (the `sandbox` fixture of conftest.py):
+reading the ARM emulator's request log, Ansible's play recap, the products' CLI tables, and running
+commands on the cluster's machines."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv/bin/python")
+WRITES = {"PUT", "PATCH", "POST", "DELETE"}
+SPEC = ["-e", "@sandbox/main/spec.yml", "-e", "@sandbox/main/sandbox.yml"]
+
+
+def arm_get(env, path: str, method: str = "GET"):
+    ctx = ssl.create_default_context(cafile=env["AZURE_CA_BUNDLE"])
+    req = urllib.request.Request(env["AZURE_CLOUD_ENVIRONMENT"].rstrip("/") + path, method=method)
+    with urllib.request.urlopen(req, context=ctx) as resp:
+        return json.load(resp)
+
+
+def mark(env) -> int:
+    """The emulator's request-log position now (pass it to azure_writes later)."""
+    return arm_get(env, "/_sandbox/requests?since=1000000000")["next"]
+
+
+def azure_writes(env, since: int) -> list[tuple[str, str]]:
+    """Writes to Azure resources (not token or IMDS calls) since a mark()."""
+    requests = arm_get(env, f"/_sandbox/requests?since={since}")["requests"]
+    return [(r["method"], r["path"]) for r in requests
+            if r["method"] in WRITES and r["path"].lower().startswith("/subscriptions/")]
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """The last PLAY RECAP of ansible-playbook's output: host -> {ok, changed, failed, ...}."""
+    counts_by_host = {}
+    for line in stdout.split("PLAY RECAP")[-1].splitlines():
+        if ":" in line and "ok=" in line:
+            host, _, counts = line.partition(":")
+            counts_by_host[host.strip()] = {k: int(v) for k, v in (c.split("=") for c in counts.split())}
+    return counts_by_host
+
+
+def table(text: str, first_column: str) -> list[dict[str, str]]:
+    """A CLI table (columns split on 2+ spaces) as dicts, from the line starting with its first header."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_column))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False)) for line in lines[start + 1:]]
+
+
+def sandbox_hosts(sandbox, *argv: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    """`python -m sandbox.hosts ARGV` for the sandbox cluster's machines."""
+    return subprocess.run([PYTHON, "-m", "sandbox.hosts", *argv], env=sandbox["hosts_env"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def machines(sandbox) -> dict[str, str]:
+    """Each Consul node (the instance's host name) -> its sandbox machine (found by address)."""
+    listed = sandbox_hosts(sandbox, "list")
+    assert listed.returncode == 0, listed.stderr
+    by_ip = {h["ip"]: h["name"] for h in json.loads(listed.stdout)}
+    members = table(sandbox["run"]("consul", "members").stdout, "Node")
+    return {m["Node"]: by_ip[m["Address"].split(":")[0]] for m in members}
+
+
+def exec_on(sandbox, host: str, *argv: str) -> str:
+    """Run ARGV on the machine of a cluster member (by its Consul node name); its stdout."""
+    proc = sandbox_hosts(sandbox, "exec", machines(sandbox)[host], "--", *argv)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def agent_self(sandbox, host: str, port: int) -> dict:
+    code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/v1/agent/self').read().decode())"
+    return json.loads(exec_on(sandbox, host, "python3", "-c", code))
