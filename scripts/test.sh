@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 
-stage() { printf '\n=== %s ===\n' "$*"; }
+stage() { printf '\n=== %s (at %ss) ===\n' "$*" "$SECONDS"; }
 
 stage "ruff"
 ruff check --quiet sandbox tests benchmarks scripts
@@ -28,9 +28,15 @@ stage "molecule"
 for scenario in molecule/*/molecule.yml; do
   [[ -e "$scenario" ]] || continue
   name=$(basename "$(dirname "$scenario")")
-  echo "--- molecule test -s $name"
+  echo "--- molecule test -s $name (at ${SECONDS}s)"
   molecule test -s "$name"
 done
 
-stage "pytest"
-pytest -p no:cacheprovider "$@" tests
+# Tests that boot no machine run on two workers; those that boot machines share the hosts one after
+# another (and one sandbox cluster). Exit status 5 = the arguments selected no test in that half.
+pytest_half() { pytest -p no:cacheprovider --durations=15 "$@" tests || [[ $? == 5 ]]; }
+stage "pytest: without machines (2 workers)"
+pytest_half -m "not hosts" -n 2 "$@"
+stage "pytest: with machines"
+pytest_half -m hosts "$@"
+stage "done"

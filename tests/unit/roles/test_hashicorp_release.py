@@ -6,11 +6,14 @@ The release tree is built by sandbox.agents (official layout, signed with the sa
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,6 +99,22 @@ def test_host_mode_takes_the_archive_dir_and_downloads_nothing(tmp_path, release
     msg = _failure(_play(tmp_path, INSTALL, dict(v, hashicorp_release_archive_dir=str(bad), hashicorp_release_version="1.20.0")))
     assert "does not match the signed checksum" in msg
     assert not (tmp_path / "opt" / "consul" / "1.20.0").exists()
+
+
+def test_host_mode_downloads_from_a_mirror_and_verifies_on_the_host(tmp_path, release_tree):
+    """download_on: host with a base URL (a mirror of the release site): the host fetches and verifies on its own."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(release_tree))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        v = _vars(tmp_path, release_tree, hashicorp_release_download_on="host", hashicorp_release_archive_dir="",
+                  hashicorp_release_base_url=f"http://127.0.0.1:{server.server_address[1]}/")
+        r = _result(_play(tmp_path, INSTALL, v))
+    finally:
+        server.shutdown()
+    assert r["installed"] and r["changed"]
+    assert b"Consul v1.20.1" in subprocess.run([str(tmp_path / "bin" / "consul"), "version"], capture_output=True).stdout
+    assert not (tmp_path / "cache").exists()   # the controller cache was not used
 
 
 def test_tampered_archive_is_rejected(tmp_path, release_tree):
