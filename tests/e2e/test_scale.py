@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .cluster import ROOT, SPEC, exec_on, machines, table
+from .cluster import ROOT, SPEC, sandbox_hosts, table
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
@@ -32,12 +32,16 @@ def _playbook(sandbox, playbook, *args, timeout=1500):
 
 def _nomad(sandbox, path, method="GET", body=None):
     """The Nomad HTTP API of a server (on its loopback, as the roles configure it)."""
-    server = sorted(n for n in machines(sandbox) if "servers" in n)[0]
+    listed = sandbox_hosts(sandbox, "list")
+    assert listed.returncode == 0, listed.stderr
+    server = sorted(h["name"] for h in json.loads(listed.stdout) if "servers" in h["name"] and h.get("state") == "running")[0]
     code = ("import json, sys, urllib.request; body = sys.argv[3].encode() if sys.argv[3] else None; "
             "req = urllib.request.Request('http://127.0.0.1:4646' + sys.argv[1], data=body, method=sys.argv[2], "
             "headers={'Content-Type': 'application/json'}); print(urllib.request.urlopen(req, timeout=30).read().decode())")
-    out = exec_on(sandbox, server, "python3", "-c", code, path, method, json.dumps(body) if body is not None else "")
-    return json.loads(out) if out.strip() else None
+    proc = sandbox_hosts(sandbox, "exec", server, "--", "python3", "-c", code, path, method,
+                         json.dumps(body) if body is not None else "")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
 
 
 def _compute(env):
