@@ -8,12 +8,11 @@ Leaves the cluster in the spec's shape (west: 1)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from .cluster import ROOT, SPEC, sandbox_hosts, table
+from .cluster import compute_client, nomad_api, playbook, table
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
@@ -22,46 +21,13 @@ WEST = "sandbox-west"
 JOB = "scale-probe"
 
 
-def _playbook(sandbox, playbook, *args, timeout=1500):
-    state = sandbox["state"]
-    env = dict(sandbox["env"], HASHISTACK_SANDBOX_STATE=str(state), HASHISTACK_SANDBOX_MIRROR_DIR=str(state / "releases"),
-               HASHISTACK_SANDBOX_MIRROR_URL="http://127.0.0.1:" + (state / "mirror.port").read_text().strip())
-    return subprocess.run([str(ROOT / ".venv/bin/ansible-playbook"), playbook, "-i", "sandbox/main/vmss.yml", *SPEC, *args],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def _nomad(sandbox, path, method="GET", body=None):
-    """The Nomad HTTP API of a server (on its loopback, as the roles configure it)."""
-    listed = sandbox_hosts(sandbox, "list")
-    assert listed.returncode == 0, listed.stderr
-    server = sorted(h["name"] for h in json.loads(listed.stdout) if "servers" in h["name"] and h.get("state") == "running")[0]
-    code = ("import json, sys, urllib.request; body = sys.argv[3].encode() if sys.argv[3] else None; "
-            "req = urllib.request.Request('http://127.0.0.1:4646' + sys.argv[1], data=body, method=sys.argv[2], "
-            "headers={'Content-Type': 'application/json'}); print(urllib.request.urlopen(req, timeout=30).read().decode())")
-    proc = sandbox_hosts(sandbox, "exec", server, "--", "python3", "-c", code, path, method,
-                         json.dumps(body) if body is not None else "")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-
-def _compute(env):
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.compute import ComputeManagementClient
-    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True,
-                                        connection_verify=env["AZURE_CA_BUNDLE"])
-    base = env["AZURE_CLOUD_ENVIRONMENT"]
-    return ComputeManagementClient(credential, env["AZURE_SUBSCRIPTION_ID"], base_url=base, polling_interval=1,
-                                   credential_scopes=[base + ".default"], connection_verify=env["AZURE_CA_BUNDLE"])
-
-
 def _instances(compute, name):
     """computer name -> instance id of a scale set's instances."""
     return {v.os_profile.computer_name: v.instance_id for v in compute.virtual_machine_scale_set_vms.list(RG, name)}
 
 
 def _allocs(sandbox):
-    return [a for a in _nomad(sandbox, f"/v1/job/{JOB}/allocations") if a["DesiredStatus"] == "run"]
+    return [a for a in nomad_api(sandbox, f"/v1/job/{JOB}/allocations") if a["DesiredStatus"] == "run"]
 
 
 def _wait_running(sandbox, count, timeout=180):
@@ -79,17 +45,17 @@ def _members(sandbox):
 
 
 def _node(sandbox, name):
-    return next(n for n in _nomad(sandbox, "/v1/nodes") if n["Name"] == name)
+    return next(n for n in nomad_api(sandbox, "/v1/nodes") if n["Name"] == name)
 
 
 def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
-    compute = _compute(sandbox["env"])
-    out = _playbook(sandbox, "playbooks/scale.yml", "-e", "pool=west", "-e", "count=3")
+    compute = compute_client(sandbox["env"])
+    out = playbook(sandbox, "playbooks/scale.yml", "-e", "pool=west", "-e", "count=3")
     assert out.returncode == 0, out.stdout[-5000:]
     assert "Set its count to 3 in the spec file too" in out.stdout
     west = _instances(compute, WEST)
     assert len(west) == 3
-    nodes = {n["Name"]: n for n in _nomad(sandbox, "/v1/nodes") if n["Name"] in west}
+    nodes = {n["Name"]: n for n in nomad_api(sandbox, "/v1/nodes") if n["Name"] in west}
     assert len(nodes) == 3 and {n["Status"] for n in nodes.values()} == {"ready"}
 
     job = {"Job": {"ID": JOB, "Name": JOB, "Type": "service", "Region": "global", "Datacenters": ["westeurope"],
@@ -97,7 +63,7 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
                    "TaskGroups": [{"Name": "web", "Count": 3, "Tasks": [{
                        "Name": "sleep", "Driver": "exec", "Config": {"command": "/bin/sleep", "args": ["3600"]},
                        "Resources": {"CPU": 20, "MemoryMB": 16}}]}]}}
-    _nomad(sandbox, "/v1/jobs", "POST", job)
+    nomad_api(sandbox, "/v1/jobs", "POST", job)
     try:
         running, _ = _wait_running(sandbox, 3)
         assert len(running) == 3
@@ -119,7 +85,7 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
         per_node = {n: sum(a["NodeName"] == n for a in running) for n in left_now}
         named = max(per_node, key=lambda n: (per_node[n], -int(left_now[n])))
         keep = next(n for n in left_now if n != named)
-        out = _playbook(sandbox, "playbooks/site.yml", "-e", json.dumps({"azure_infra_remove_instances": [left_now[named]]}))
+        out = playbook(sandbox, "playbooks/site.yml", "-e", json.dumps({"azure_infra_remove_instances": [left_now[named]]}))
         assert out.returncode == 0, out.stdout[-5000:]
         assert _instances(compute, WEST) == {keep: left_now[keep]}
         node = _node(sandbox, named)
@@ -129,12 +95,12 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
         assert len(running) == 3 and {a["NodeName"] for a in running} == {keep}
         assert not [a for a in allocs if a["ClientStatus"] == "lost"]
     finally:
-        _nomad(sandbox, f"/v1/job/{JOB}?purge=true", "DELETE")
+        nomad_api(sandbox, f"/v1/job/{JOB}?purge=true", "DELETE")
 
 
 def test_capacity_decrease_of_the_servers_from_outside_removes_no_server(sandbox):
     from azure.core.exceptions import HttpResponseError
-    compute = _compute(sandbox["env"])
+    compute = compute_client(sandbox["env"])
     servers = _instances(compute, "sandbox-servers")
     assert len(servers) == 3
     assert all(v.protection_policy and v.protection_policy.protect_from_scale_in
