@@ -100,3 +100,11 @@ def test_even_server_count_refused_before_any_write(tmp_path, arm, arm_env, rg):
     assert proc.returncode != 0
     assert "servers.count" in proc.stdout and "4" in proc.stdout
     assert writes(arm, m) == []
+
+
+def test_check_mode_on_a_new_cluster_plans_no_scale_in_and_writes_nothing(tmp_path, arm, arm_env, rg):
+    m = arm.mark()
+    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Removing" not in proc.stdout
+    assert writes(arm, m) == []
