@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,12 +71,12 @@ class Sandbox:
         return body['next'], body['requests']
 
 
-def measure(name: str, wall: float, stdout: str, requests: list[dict]) -> dict:
+def measure(name: str, wall: float, stdout: str, requests: list[dict], load: float) -> dict:
     rows = recap(stdout)
     hosts = {h: r for h, r in rows.items() if h != 'localhost'}
     tasks = [r['ok'] + r['skipped'] for r in hosts.values()] or [0]
     api = [r for r in requests if r['path'].lower().startswith('/subscriptions/')]
-    return dict(name=name, wall=wall, hosts=len(hosts), tasks=f'{min(tasks)}-{max(tasks)}',
+    return dict(name=name, wall=wall, load=load, hosts=len(hosts), tasks=f'{min(tasks)}-{max(tasks)}',
                 localhost=rows.get('localhost', {}).get('ok', 0) + rows.get('localhost', {}).get('skipped', 0),
                 changed=sum(r['changed'] for r in rows.values()), api=len(api),
                 writes=len([r for r in api if r['method'] in WRITES]))
@@ -89,26 +90,32 @@ def main():
     with tempfile.TemporaryDirectory(prefix='bench-site-') as state:
         box = Sandbox(state)
         try:
+            load = os.getloadavg()[0]
             wall, proc = box.run('up')
             mark, requests = box.requests(0)
-            rows.append(measure('first `sandbox.sh up`', wall, proc.stdout, requests))
+            rows.append(measure('first `sandbox.sh up`', wall, proc.stdout, requests, load))
             for i in range(args.reruns):
+                load = os.getloadavg()[0]
                 wall, proc = box.run('site')
                 mark, requests = box.requests(mark)
-                rows.append(measure(f're-run, no change #{i + 1}', wall, proc.stdout, requests))
+                rows.append(measure(f're-run, no change #{i + 1}', wall, proc.stdout, requests, load))
         finally:
             subprocess.run([SCRIPT, 'down'], env=box.env, cwd=ROOT, capture_output=True, text=True, check=False)
     print('playbooks/site.yml on the sandbox: 3 servers + 2 client pools (1 + 1, two locations); '
           'ARM emulator with hosts, stand-in agents from the sandbox release mirror')
     print()
-    print(f"| {'run':<26} | {'wall time':>9} | {'tasks/host':>10} | {'localhost':>9} | {'changed':>7} "
+    print(f"| {'run':<26} | {'wall time':>9} | {'load':>5} | {'tasks/host':>10} | {'localhost':>9} | {'changed':>7} "
           f"| {'ARM requests':>12} | {'writes':>6} |")
-    print(f"|{'-' * 28}|{'-' * 11}|{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 14}|{'-' * 8}|")
+    print(f"|{'-' * 28}|{'-' * 11}|{'-' * 7}|{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 14}|{'-' * 8}|")
     for r in rows:
-        print(f"| {r['name']:<26} | {r['wall']:>8.1f}s | {r['tasks']:>10} | {r['localhost']:>9} | {r['changed']:>7} "
-              f"| {r['api']:>12} | {r['writes']:>6} |")
+        print(f"| {r['name']:<26} | {r['wall']:>8.1f}s | {r['load']:>5.1f} | {r['tasks']:>10} | {r['localhost']:>9} "
+              f"| {r['changed']:>7} | {r['api']:>12} | {r['writes']:>6} |")
+    reruns = sorted(r['wall'] for r in rows[1:])
+    if len(reruns) > 1:
+        print(f"\nre-run median: {statistics.median(reruns):.1f}s over {len(reruns)} runs")
     print()
-    print('tasks/host: ok + skipped per instance (min-max) from the play recap; localhost: the provisioning play. '
+    print('tasks/host: ok + skipped per instance (min-max) from the play recap; localhost: the provisioning play; '
+          'load: the 1-minute load average when the run started (timings on a shared machine are noisy). '
           'The first run includes starting the emulator and the mirror and booting the instances.')
 
 

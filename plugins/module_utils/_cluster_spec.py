@@ -22,6 +22,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.hashistack.azure.plugins.module_utils import _network
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import GUID_RE
 from ansible_collections.hashistack.azure.plugins.module_utils._vmss import parse_image, validate_params as vmss_errors
 
 # ---------------------------------------------------------------------------------------------- tags
@@ -41,7 +42,7 @@ SUBNET_NAME = 'nodes'
 NSG_SUFFIX = 'nodes'
 # Key Vault secret names of the gossip keys: azure_infra stores them, the boot path reads them.
 GOSSIP_SECRETS = {'consul': 'consul-gossip-key', 'nomad': 'nomad-gossip-key'}
-# the versions the collection is tested with (the sandbox release mirror's older pair)
+# the versions the collection is tested with (the newer pair of the sandbox release mirror)
 CONSUL_VERSION = '1.20.1'
 NOMAD_VERSION = '1.9.3'
 VM_SIZE = 'Standard_B2s'
@@ -59,7 +60,6 @@ CONSUL_DC_RE = re.compile(r'^[a-z0-9][a-z0-9_-]{0,63}$')
 NOMAD_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')  # Nomad region and datacenter
 LOCATION_RE = re.compile(r'^[a-z][a-z0-9]{1,39}$')
 RESOURCE_GROUP_RE = re.compile(r'^[-\w.()]{0,89}[-\w()]$')
-GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')
 VERSION_RE = re.compile(r'^\d+\.\d+\.\d+([-+][0-9A-Za-z.+-]+)?$')
 NODE_CLASS_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
 

@@ -8,9 +8,27 @@
                               does not have are left out.
 ``resource_id(subscription, resource_group, provider_type, name, *children)`` builds an ARM id.
 ``same_id(a, b)``           ARM ids compare case-insensitively.
+``is_guid(value)``          a GUID such as role definition and assignment names.
+``scoped_guid(namespace, scope, *parts)`` the deterministic GUID (UUID 5) naming a resource by its scope and
+                              parts, case-insensitively, so a re-run finds what an earlier run created.
 """
 
 from __future__ import annotations
+
+import re
+import uuid
+
+GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')
+
+
+def is_guid(value):
+    return bool(GUID_RE.match(value or ''))
+
+
+def scoped_guid(namespace, scope, *parts):
+    """UUID 5 of 'scope|part|...' (lower case, scope without a trailing slash) in the given namespace UUID."""
+    key = '|'.join((scope.rstrip('/').lower(),) + tuple(p.lower() for p in parts))
+    return str(uuid.uuid5(uuid.UUID(namespace), key))
 
 
 def parse_resource_id(resource_id):

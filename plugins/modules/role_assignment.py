@@ -89,22 +89,18 @@ changes:
   sample: ["create"]
 '''
 
-import re
-import uuid
-
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import is_guid, scoped_guid
 from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
 from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 
 
 API_VERSION = '2022-04-01'
-NAMESPACE = uuid.UUID('0b0e6c8e-6d3f-4c55-8f0e-6a7a68a3c2b1')
-GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+NAMESPACE = '0b0e6c8e-6d3f-4c55-8f0e-6a7a68a3c2b1'
 
 
 def assignment_name(scope, role_guid, principal_id):
     """Deterministic assignment name for (scope, role, principal)."""
-    key = '|'.join((scope.rstrip('/').lower(), role_guid.lower(), principal_id.lower()))
-    return str(uuid.uuid5(NAMESPACE, key))
+    return scoped_guid(NAMESPACE, scope, role_guid, principal_id)
 
 
 def role_guid(role_definition_id):
@@ -149,7 +145,7 @@ class RoleAssignment(AzureResource):
         m = self.m
         if role.startswith('/'):
             return role
-        if GUID_RE.match(role):
+        if is_guid(role):
             return '/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s' % (m.subscription_id, role.lower())
         found = m.call('looking up role %s at %s' % (role, self.scope), lambda: [
             to_dict(r) for r in self.client.role_definitions.list(self.scope, filter="roleName eq '%s'" % role.replace("'", "''"))])

@@ -167,15 +167,14 @@ changes:
 '''
 
 import re
-import uuid
 
+from ansible_collections.hashistack.azure.plugins.module_utils._ids import is_guid, scoped_guid
 from ansible_collections.hashistack.azure.plugins.module_utils._lifecycle import AzureResource
 from ansible_collections.hashistack.azure.plugins.module_utils._sdk import to_dict
 
 
 API_VERSION = '2022-04-01'
-NAMESPACE = uuid.UUID('7d7f3a56-55a8-4d0b-9d55-2f3b1c6e9a41')
-GUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+NAMESPACE = '7d7f3a56-55a8-4d0b-9d55-2f3b1c6e9a41'
 SCOPE_RE = re.compile(r'^/subscriptions/[^/]+(/resourceGroups/[^/]+(/providers/.+)?)?$', re.IGNORECASE)
 PERMISSIONS = (('actions', 'actions'), ('not_actions', 'notActions'), ('data_actions', 'dataActions'),
                ('not_data_actions', 'notDataActions'))
@@ -183,7 +182,7 @@ PERMISSIONS = (('actions', 'actions'), ('not_actions', 'notActions'), ('data_act
 
 def definition_guid(scope, name):
     """Deterministic role definition GUID for (scope, role name)."""
-    return str(uuid.uuid5(NAMESPACE, '|'.join((scope.rstrip('/').lower(), name.lower()))))
+    return scoped_guid(NAMESPACE, scope, name)
 
 
 def model_from_rest(rest):
@@ -225,7 +224,7 @@ class RoleDefinition(AzureResource):
         if not SCOPE_RE.match(self.scope):
             module.fail('scope must be a subscription or resource group id (/subscriptions/<id>[/resourceGroups/<name>]), '
                         'got %r' % p['scope'])
-        if p['id'] and not GUID_RE.match(p['id']):
+        if p['id'] and not is_guid(p['id']):
             module.fail('id must be a GUID (the last segment of a role definition id), got %r' % p['id'])
         self.guid = (p['id'] or definition_guid(self.scope, p['name'])).lower()
         self.role_name = p['name']
