@@ -32,9 +32,10 @@ def _spec(arm, rg, servers=3, west=2):
             "pools": [{"name": "west", "count": west}], "networks": {"westeurope": "10.61.0.0/16"}}
 
 
-def _run(tmp_path, arm_env, spec, check=False, **extra):
+def _run(tmp_path, arm_env, spec, check=False, playbook=None, **extra):
     pb = tmp_path / "play.yml"
     pb.write_text(PLAY)
+    pb = playbook or pb
     (tmp_path / "extra.json").write_text(json.dumps(dict(extra, hashistack_spec=spec)))
     env = dict(os.environ, **arm_env, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1",
                ANSIBLE_PYTHON_INTERPRETER=os.path.join(BIN, "python"), ANSIBLE_LOCALHOST_WARNING="false")
@@ -79,6 +80,16 @@ def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Removing scalein-west" in proc.stdout and "check mode: nothing is drained or deleted" in proc.stdout
     assert writes(arm, m) == []
+
+    # the same through playbooks/scale.yml with the spec unchanged (check mode: the plan, no write)
+    m = arm.mark()
+    scale = os.path.join(COLLECTIONS, "ansible_collections", "hashistack", "azure", "playbooks", "scale.yml")
+    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True, playbook=scale, pool="west", count="1")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Removing scalein-west" in proc.stdout and "Set its count to 1 in the spec file too" in proc.stdout
+    assert writes(arm, m) == []
+    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True, playbook=scale, pool="servers", count="5")
+    assert proc.returncode != 0 and "Servers are scaled through the spec file" in proc.stdout
 
     # without the instance in the inventory it cannot be drained: refused before any delete
     m = arm.mark()
