@@ -26,15 +26,12 @@ def _instances(compute, name):
     return {v.os_profile.computer_name: v.instance_id for v in compute.virtual_machine_scale_set_vms.list(RG, name)}
 
 
-def _allocs(sandbox):
-    return [a for a in nomad_api(sandbox, f"/v1/job/{JOB}/allocations") if a["DesiredStatus"] == "run"]
-
-
 def _wait_running(sandbox, count, timeout=180):
+    """(allocations running, every allocation of the job) once COUNT run or the timeout passed."""
     deadline = time.monotonic() + timeout
     while True:
-        allocs = _allocs(sandbox)
-        running = [a for a in allocs if a["ClientStatus"] == "running"]
+        allocs = nomad_api(sandbox, f"/v1/job/{JOB}/allocations")
+        running = [a for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"]
         if len(running) == count or time.monotonic() > deadline:
             return running, allocs
         time.sleep(2)
@@ -45,7 +42,8 @@ def _members(sandbox):
 
 
 def _node(sandbox, name):
-    return next(n for n in nomad_api(sandbox, "/v1/nodes") if n["Name"] == name)
+    stub = next(n for n in nomad_api(sandbox, "/v1/nodes") if n["Name"] == name)
+    return nomad_api(sandbox, f"/v1/node/{stub['ID']}")
 
 
 def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
