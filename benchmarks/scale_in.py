@@ -94,7 +94,7 @@ def one(box: dict, allocs: int) -> dict:
     t0 = time.time()
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    compute.virtual_machine_scale_sets.begin_delete_instances(RG, WEST, {'instance_ids': [vms[name]]}).result()
+    compute.virtual_machine_scale_sets.begin_delete_instances(RG, WEST, {'instanceIds': [vms[name]]}).result()
     left['gone'] = time.time()
     watcher.join()
     node = next(n for n in nomad_api(box, '/v1/nodes') if n['Name'] == name)

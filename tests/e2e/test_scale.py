@@ -69,7 +69,7 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
 
         # deleted from outside with the plain SDK: the Scheduled Events service drains and leaves first
         victim = max((a["NodeName"] for a in running), key=lambda n: int(west[n]))
-        compute.virtual_machine_scale_sets.begin_delete_instances(RG, WEST, {"instance_ids": [west[victim]]}).result()
+        compute.virtual_machine_scale_sets.begin_delete_instances(RG, WEST, {"instanceIds": [west[victim]]}).result()
         assert victim not in _instances(compute, WEST)
         drained = _node(sandbox, victim)
         assert (drained.get("LastDrain") or {}).get("Meta", {}).get("drained_by") == "hashistack-scheduled-events"
