@@ -79,3 +79,38 @@ def exec_on(sandbox, host: str, *argv: str) -> str:
 def agent_self(sandbox, host: str, port: int) -> dict:
     code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/v1/agent/self').read().decode())"
     return json.loads(exec_on(sandbox, host, "python3", "-c", code))
+
+
+def playbook(sandbox, path: str, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    """ansible-playbook PATH against the sandbox cluster (its inventory, spec, emulator sign-in and release mirror)."""
+    state = sandbox["state"]
+    env = dict(sandbox["env"], HASHISTACK_SANDBOX_STATE=str(state), HASHISTACK_SANDBOX_MIRROR_DIR=str(state / "releases"),
+               HASHISTACK_SANDBOX_MIRROR_URL="http://127.0.0.1:" + (state / "mirror.port").read_text().strip())
+    return subprocess.run([str(ROOT / ".venv/bin/ansible-playbook"), path, "-i", "sandbox/main/vmss.yml", *SPEC, *args],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def nomad_api(sandbox, path, method="GET", body=None):
+    """The Nomad HTTP API of a server (on its loopback, as the roles configure it)."""
+    listed = sandbox_hosts(sandbox, "list")
+    assert listed.returncode == 0, listed.stderr
+    server = sorted(h["name"] for h in json.loads(listed.stdout) if "servers" in h["name"] and h.get("state") == "running")[0]
+    code = ("import json, sys, urllib.request; body = sys.argv[3].encode() if sys.argv[3] else None; "
+            "req = urllib.request.Request('http://127.0.0.1:4646' + sys.argv[1], data=body, method=sys.argv[2], "
+            "headers={'Content-Type': 'application/json'}); print(urllib.request.urlopen(req, timeout=30).read().decode())")
+    proc = sandbox_hosts(sandbox, "exec", server, "--", "python3", "-c", code, path, method,
+                         json.dumps(body) if body is not None else "")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def compute_client(env):
+    """The plain Azure SDK compute client on the emulator (as a user's script or the portal would act)."""
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.compute import ComputeManagementClient
+    credential = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                        authority=env["AZURE_AUTHORITY_HOST"], disable_instance_discovery=True,
+                                        connection_verify=env["AZURE_CA_BUNDLE"])
+    base = env["AZURE_CLOUD_ENVIRONMENT"]
+    return ComputeManagementClient(credential, env["AZURE_SUBSCRIPTION_ID"], base_url=base, polling_interval=1,
+                                   credential_scopes=[base + ".default"], connection_verify=env["AZURE_CA_BUNDLE"])
