@@ -16,22 +16,29 @@ def _order_key(instance_id):
 
 def scale_in(live_sets, wanted_sets, remove=None):
     """live_sets: scale sets as hashistack.azure.vmss_info returns them (with instances). wanted_sets: the
-    normalized spec's scale_sets (name, pool, role, capacity). remove: instance ids or computer names to take
-    first (any scale set). Returns {steps: [{scale_set, pool, role, instance_id, computer_name}], errors}."""
+    normalized spec's scale_sets (name, pool, role, capacity). remove: computer names, SCALE_SET/ID, or bare
+    instance ids (of a scale set this run scales in) to take first. Returns {steps: [{scale_set, pool, role, instance_id, computer_name}], errors}."""
     if not isinstance(live_sets, list) or not isinstance(wanted_sets, list):
         raise AnsibleFilterError('scale_in: expects the list of live scale sets and the list of the spec\'s scale sets')
     named = [str(r) for r in (remove or [])]
     live = dict((s.get('name'), s) for s in live_sets)
-    steps, errors, used = [], [], set()
+    steps, errors, used = [], [], {}
     for want in wanted_sets:
         current = live.get(want['name'])
         if current is None:
             continue
         instances = [i for i in current.get('instances') or [] if (i.get('provisioning_state') or '') != 'Deleting']
         extra = len(instances) - int(want['capacity'])
-        picked_named = [i for i in instances if str(i['instance_id']) in named or (i.get('computer_name') or '') in named]
-        for i in picked_named:
-            used.update([str(i['instance_id']), i.get('computer_name') or ''])
+        picked_named = []
+        for i in instances:
+            # a computer name or SCALE_SET/ID is unique in the cluster; a bare instance id only names an
+            # instance of a scale set that this run scales in (every scale set numbers its own from 0)
+            keys = {i.get('computer_name') or '', f"{want['name']}/{i['instance_id']}"}
+            hits = [r for r in named if r in keys or (extra > 0 and r == str(i['instance_id']))]
+            if hits:
+                picked_named.append(i)
+                for r in hits:
+                    used.setdefault(r, []).append(want['name'])
         if extra <= 0:
             if picked_named:
                 names = ', '.join(str(i['instance_id']) for i in picked_named)
@@ -48,6 +55,10 @@ def scale_in(live_sets, wanted_sets, remove=None):
         for i in picked_named + rest[:extra - len(picked_named)]:
             steps.append(dict(scale_set=want['name'], pool=want['pool'], role=want['role'],
                               instance_id=str(i['instance_id']), computer_name=i.get('computer_name')))
+    ambiguous = [r for r in named if len(used.get(r, ())) > 1]
+    if ambiguous:
+        errors.append(f"azure_infra_remove_instances names instance ids {', '.join(ambiguous)}, which more than one "
+                      "scale set that this run scales in has. Fix: name them SCALE_SET/ID or by computer name")
     unknown = [r for r in named if r not in used]
     if unknown:
         errors.append(f"azure_infra_remove_instances names {', '.join(unknown)}, which no scale set of the cluster "

@@ -83,7 +83,7 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
         per_node = {n: sum(a["NodeName"] == n for a in running) for n in left_now}
         named = max(per_node, key=lambda n: (per_node[n], -int(left_now[n])))
         keep = next(n for n in left_now if n != named)
-        out = playbook(sandbox, "playbooks/site.yml", "-e", json.dumps({"azure_infra_remove_instances": [left_now[named]]}))
+        out = playbook(sandbox, "playbooks/site.yml", "-e", json.dumps({"azure_infra_remove_instances": [named]}))
         assert out.returncode == 0, out.stdout[-5000:]
         assert _instances(compute, WEST) == {keep: left_now[keep]}
         node = _node(sandbox, named)

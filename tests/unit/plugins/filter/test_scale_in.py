@@ -61,8 +61,24 @@ def test_naming_more_than_the_spec_removes_is_refused():
 
 
 def test_naming_an_instance_of_a_set_that_loses_none_is_refused():
-    plan = scale_in([live("c-west", 0, 1)], [want("c-west", 2)], ["1"])
-    assert "nothing to remove" in plan["errors"][0] and "c-west" in plan["errors"][0]
+    for name in ("c-west000001", "c-west/1"):
+        plan = scale_in([live("c-west", 0, 1)], [want("c-west", 2)], [name])
+        assert "nothing to remove" in plan["errors"][0] and "c-west" in plan["errors"][0]
+
+
+def test_a_bare_instance_id_names_an_instance_of_the_set_being_scaled_in():
+    # every scale set numbers its instances from 0: id 1 of the servers is not touched when west loses one
+    plan = scale_in([live("c-servers", 0, 1, 2), live("c-west", 0, 1)],
+                    [want("c-servers", 3, "server"), want("c-west", 1)], ["0"])
+    assert plan["errors"] == [] and ids(plan) == [("c-west", "0")]
+    plan = scale_in([live("c-servers", 0, 1, 2), live("c-west", 0, 1)],
+                    [want("c-servers", 3, "server"), want("c-west", 1)], ["c-west/1"])
+    assert plan["errors"] == [] and ids(plan) == [("c-west", "1")]
+
+
+def test_a_bare_id_in_two_sets_being_scaled_in_is_refused():
+    plan = scale_in([live("c-east", 0, 1), live("c-west", 0, 1)], [want("c-east", 1), want("c-west", 1)], ["0"])
+    assert any("more than one scale set" in e and "SCALE_SET/ID" in e for e in plan["errors"])
 
 
 def test_naming_an_unknown_instance_is_refused():
