@@ -66,3 +66,11 @@ class Sandbox:
 def make_sandbox(tmp_root: Path | None = None) -> Sandbox:
     run = Path("/run") / f"hsb-test-{uuid.uuid4().hex[:8]}"
     return Sandbox(run)
+
+
+def grant(auth, sub, scope, role, principal):
+    """Assign the built-in role (definition GUID) to a service principal at scope (AuthorizationManagementClient)."""
+    import uuid
+    auth.role_assignments.create(scope, str(uuid.uuid4()), {"properties": {
+        "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
+        "principalId": principal, "principalType": "ServicePrincipal"}})

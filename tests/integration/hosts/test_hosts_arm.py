@@ -10,12 +10,10 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import shutil
 import ssl
 import time
 
 import pytest
-from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
 
 pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
 
@@ -34,24 +32,6 @@ TAGS = {"cluster": "hosts-test", "role": "server"}
 
 def _poller_result(p):
     return p.result(timeout=300)
-
-
-@pytest.fixture(scope="module")
-def emu():
-    if can_boot_hosts():
-        pytest.skip(can_boot_hosts())
-    pytest.importorskip("azure.mgmt.compute")
-    from sandbox.arm.testing import ArmEmulator
-    arm = ArmEmulator(provisioning_seconds=0.1, extra_args=["--hosts"]).start()
-    sb = Sandbox(__import__("pathlib").Path(arm.state_dir) / "hosts-run")
-    try:
-        yield arm, sb
-    finally:
-        arm.stop()
-        left = sb.leftovers()
-        arm_dir = arm.state_dir
-        arm.cleanup() if hasattr(arm, "cleanup") else shutil.rmtree(arm_dir, ignore_errors=True)
-        assert left == CLEAN
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
+from hosts_helpers import grant
 
 pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
 
@@ -46,28 +46,6 @@ RENDER = """\
         dest: "{{ out }}"
         mode: "0600"
 """
-
-
-@pytest.fixture(scope="module")
-def emu():
-    if can_boot_hosts():
-        pytest.skip(can_boot_hosts())
-    from sandbox.arm.testing import ArmEmulator
-    arm = ArmEmulator(provisioning_seconds=0.1, extra_args=["--hosts"]).start()
-    sb = Sandbox(Path(arm.state_dir) / "hosts-run")
-    try:
-        yield arm, sb
-    finally:
-        arm.stop()
-        left = sb.leftovers()
-        arm.cleanup()
-        assert left == CLEAN
-
-
-def _grant(auth, sub, scope, role, principal):
-    auth.role_assignments.create(scope, str(uuid.uuid4()), {"properties": {
-        "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-        "principalId": principal, "principalType": "ServicePrincipal"}})
 
 
 def _render(tmp_path, extra):
@@ -176,7 +154,7 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
     vault = KeyVaultManagementClient(cred, sub, **kw).vaults.begin_create_or_update(RG, rendered["vault"], {
         "location": LOC, "properties": {"tenantId": arm.endpoint["tenant_id"], "sku": {"family": "A", "name": "standard"},
                                         "enableRbacAuthorization": True}}).result()
-    _grant(auth, sub, vault.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
+    grant(auth, sub, vault.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
     client = SecretClient(vault.properties.vault_uri, cred, connection_verify=arm.ca_path,
                           proxies={"https": arm.endpoint["vault_proxy"]})
     for p, key in keys.items():
@@ -193,7 +171,7 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
         RG, "boot-servers", _model(arm, ssh_key, vnet, 1, "#cloud-config\n{}\n")).result(timeout=300)
     first = sb.cli_json("list")[0]["name"]
     principal = next(i["principal_id"] for i in arm.instances() if i["vmss_name"] == "boot-servers")
-    _grant(auth, sub, vault.id, SECRETS_USER, principal)
+    grant(auth, sub, vault.id, SECRETS_USER, principal)
     mirror = subprocess.Popen([sys.executable, "-m", "sandbox.agents", "mirror", "--dir", str(tree), "--port",
                                str(MIRROR_PORT), "--bind", GATEWAY], cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -245,7 +223,7 @@ def test_scaled_out_instance_configures_itself(emu, tmp_path):
         vault2 = KeyVaultManagementClient(cred, sub, **kw).vaults.begin_create_or_update(RG, other, {
             "location": LOC, "properties": {"tenantId": arm.endpoint["tenant_id"],
                                             "sku": {"family": "A", "name": "standard"}, "enableRbacAuthorization": True}}).result()
-        _grant(auth, sub, vault2.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
+        grant(auth, sub, vault2.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
         denied = _render(tmp_path, dict(settings, boot_payload_vault_name=other, boot_payload_secrets_wait=4))["user_data"]
         hosts = {h["name"] for h in sb.cli_json("list")}
         compute.virtual_machine_scale_sets.begin_create_or_update(

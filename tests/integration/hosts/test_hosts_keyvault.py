@@ -10,7 +10,7 @@ import json
 import uuid
 
 import pytest
-from hosts_helpers import CLEAN, Sandbox, can_boot_hosts
+from hosts_helpers import grant
 
 pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
 
@@ -34,28 +34,6 @@ except urllib.error.HTTPError as e:
 """
 
 
-@pytest.fixture(scope="module")
-def emu():
-    if can_boot_hosts():
-        pytest.skip(can_boot_hosts())
-    from sandbox.arm.testing import ArmEmulator
-    arm = ArmEmulator(provisioning_seconds=0.1, extra_args=["--hosts"]).start()
-    sb = Sandbox(__import__("pathlib").Path(arm.state_dir) / "hosts-run")
-    try:
-        yield arm, sb
-    finally:
-        arm.stop()
-        left = sb.leftovers()
-        arm.cleanup()
-        assert left == CLEAN
-
-
-def _grant(auth, sub, scope, role, principal):
-    auth.role_assignments.create(scope, str(uuid.uuid4()), {"properties": {
-        "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-        "principalId": principal, "principalType": "ServicePrincipal"}})
-
-
 def _vault(kv, arm, name):
     return kv.vaults.begin_create_or_update(RG, name, {"location": LOC, "properties": {
         "tenantId": arm.endpoint["tenant_id"], "sku": {"family": "A", "name": "standard"},
@@ -76,7 +54,7 @@ def test_instance_reads_a_secret_with_its_managed_identity(emu):
     auth = AuthorizationManagementClient(cred, sub, **kw)
     name = "hs" + uuid.uuid4().hex[:12]
     vault = _vault(kv, arm, name)
-    _grant(auth, sub, vault.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
+    grant(auth, sub, vault.id, SECRETS_OFFICER, arm.endpoint["principal_id"])
     SecretClient(vault.properties.vault_uri, cred, connection_verify=arm.ca_path,
                  proxies={"https": arm.endpoint["vault_proxy"]}).set_secret("gossip", "s3cr3t-value")
 
@@ -105,7 +83,7 @@ def test_instance_reads_a_secret_with_its_managed_identity(emu):
 
     # no role on the vault yet: the data plane refuses the identity
     assert sb.sh(host, f"python3 /root/read.py {name} gossip").stdout.split() == ["403", "ForbiddenByRbac"]
-    _grant(auth, sub, vault.id, SECRETS_USER, principal)
+    grant(auth, sub, vault.id, SECRETS_USER, principal)
     r = sb.sh(host, f"python3 /root/read.py {name} gossip")
     assert r.stdout.strip() == "s3cr3t-value", r.stdout + r.stderr
     # the same with curl (what a boot script without python has)

@@ -27,8 +27,7 @@ from test_hosts_arm import RG, _host_by_ip, _instance_ips, _vmss, _vnet
 from sandbox.agents.build import unpack
 
 pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("sandbox-hosts")]
-# the emulator with hosts and its SDK clients, as test_hosts_arm sets them up (module scope: our own)
-emu = test_hosts_arm.emu
+# the SDK clients as test_hosts_arm sets them up (module scope: our own; `emu` comes from conftest)
 clients = test_hosts_arm.clients
 
 ROOT = Path(__file__).resolve().parents[3]
