@@ -21,6 +21,11 @@ SITE=(playbooks/site.yml -i sandbox/main/vmss.yml -e @sandbox/main/spec.yml -e @
 export HASHISTACK_SANDBOX_RUN=${HASHISTACK_SANDBOX_RUN:-$ARM_STATE/hosts-run}
 
 arm_env() { python -m sandbox.arm env --state "$ARM_STATE"; }
+# The emulator's Key Vault data plane (https://<vault>.vault.azure.net) for the controller's SDK: its CONNECT proxy.
+vault_env() {
+  echo "export HTTPS_PROXY=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["vault_proxy"])' "$ARM_STATE/endpoint.json")" \
+    "NO_PROXY=127.0.0.1,localhost"
+}
 
 running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
@@ -69,6 +74,7 @@ stop_mirror() {
 
 ansible_env() {
   eval "$(arm_env)"
+  eval "$(vault_env)"
   key=$(python -m sandbox.hosts ssh-key)
   # an inventory source that fails (an Azure error) must stop the play, not empty the inventory
   export ANSIBLE_PRIVATE_KEY_FILE=$key ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_INVENTORY_UNPARSED_FAILED=True \
@@ -126,6 +132,7 @@ EOT
   env)
     source scripts/env.sh
     arm_env
+    vault_env
     echo "export ANSIBLE_PRIVATE_KEY_FILE=$(python -m sandbox.hosts ssh-key) ANSIBLE_HOST_KEY_CHECKING=False" \
       "ANSIBLE_INVENTORY_UNPARSED_FAILED=True ANSIBLE_PIPELINING=True ANSIBLE_PYTHON_INTERPRETER=auto_silent"
     echo "export HASHISTACK_SANDBOX_STATE=$STATE HASHISTACK_SANDBOX_MIRROR_DIR=$MIRROR_DIR" \
