@@ -32,12 +32,15 @@ def _spec(arm, rg, servers=3, west=2):
             "pools": [{"name": "west", "count": west}], "networks": {"westeurope": "10.61.0.0/16"}}
 
 
-def _run(tmp_path, arm_env, spec, check=False, playbook=None, **extra):
+def _run(tmp_path, arm, spec, check=False, playbook=None, **extra):
     pb = tmp_path / "play.yml"
     pb.write_text(PLAY)
     pb = playbook or pb
-    (tmp_path / "extra.json").write_text(json.dumps(dict(extra, hashistack_spec=spec)))
-    env = dict(os.environ, **arm_env, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1",
+    (tmp_path / "extra.json").write_text(json.dumps(dict({"hashistack_secrets_dir": str(tmp_path / "secrets"),
+                                                          "azure_infra_keyvault_retention_days": 7},
+                                                         **extra, hashistack_spec=spec)))
+    # the cluster's Key Vault data plane through the emulator's proxy (tasks/keyvault.yml stores the gossip keys)
+    env = dict(os.environ, **arm.env(), **arm.vault_env(), ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1",
                ANSIBLE_PYTHON_INTERPRETER=os.path.join(BIN, "python"), ANSIBLE_LOCALHOST_WARNING="false")
     return subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", str(pb), "-e",
                            "@" + str(tmp_path / "extra.json")] + (["--check"] if check else []),
@@ -52,7 +55,7 @@ def _instances(sdk, rg, name):
 
 def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk):
     from azure.mgmt.compute import ComputeManagementClient
-    proc = _run(tmp_path, arm_env, _spec(arm, rg))
+    proc = _run(tmp_path, arm, _spec(arm, rg))
     assert proc.returncode == 0, proc.stdout[-4000:]
     servers = _instances(sdk, rg, "scalein-servers")
     assert len(servers) == 3
@@ -62,7 +65,7 @@ def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk)
 
     # a second run writes nothing (protection already on, nothing to scale in)
     m = arm.mark()
-    proc = _run(tmp_path, arm_env, _spec(arm, rg))
+    proc = _run(tmp_path, arm, _spec(arm, rg))
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert writes(arm, m) == []
 
@@ -76,7 +79,7 @@ def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk)
     # a lower count: check mode shows the newest instance going and writes nothing
     west = sorted(_instances(sdk, rg, "scalein-west"), key=int)
     m = arm.mark()
-    proc = _run(tmp_path, arm_env, _spec(arm, rg, west=1), check=True)
+    proc = _run(tmp_path, arm, _spec(arm, rg, west=1), check=True)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Removing scalein-west" in proc.stdout and "check mode: nothing is drained or deleted" in proc.stdout
     assert writes(arm, m) == []
@@ -84,30 +87,30 @@ def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk)
     # the same through playbooks/scale.yml with the spec unchanged (check mode: the plan, no write)
     m = arm.mark()
     scale = os.path.join(COLLECTIONS, "ansible_collections", "hashistack", "azure", "playbooks", "scale.yml")
-    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True, playbook=scale, pool="west", count="1")
+    proc = _run(tmp_path, arm, _spec(arm, rg), check=True, playbook=scale, pool="west", count="1")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Removing scalein-west" in proc.stdout and "Set its count to 1 in the spec file too" in proc.stdout
     assert writes(arm, m) == []
-    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True, playbook=scale, pool="servers", count="5")
+    proc = _run(tmp_path, arm, _spec(arm, rg), check=True, playbook=scale, pool="servers", count="5")
     assert proc.returncode != 0 and "Servers are scaled through the spec file" in proc.stdout
 
     # without the instance in the inventory it cannot be drained: refused before any delete
     m = arm.mark()
-    proc = _run(tmp_path, arm_env, _spec(arm, rg, west=1))
+    proc = _run(tmp_path, arm, _spec(arm, rg, west=1))
     assert proc.returncode != 0
     assert f"Instance {west[-1]} " in proc.stdout and "is not in the inventory" in proc.stdout
     assert not [w for w in writes(arm, m) if w["method"] in ("POST", "DELETE")]
     assert sorted(_instances(sdk, rg, "scalein-west"), key=int) == west
 
     # a removal list naming more instances than the spec removes is refused, naming the fix
-    proc = _run(tmp_path, arm_env, _spec(arm, rg, west=1), azure_infra_remove_instances=west)
+    proc = _run(tmp_path, arm, _spec(arm, rg, west=1), azure_infra_remove_instances=west)
     assert proc.returncode != 0
     assert "names 2 instances of scalein-west (pool west) but the spec removes only 1" in proc.stdout
 
 
 def test_even_server_count_refused_before_any_write(tmp_path, arm, arm_env, rg):
     m = arm.mark()
-    proc = _run(tmp_path, arm_env, _spec(arm, rg, servers=4))
+    proc = _run(tmp_path, arm, _spec(arm, rg, servers=4))
     assert proc.returncode != 0
     assert "servers.count" in proc.stdout and "4" in proc.stdout
     assert writes(arm, m) == []
@@ -115,7 +118,7 @@ def test_even_server_count_refused_before_any_write(tmp_path, arm, arm_env, rg):
 
 def test_check_mode_on_a_new_cluster_plans_no_scale_in_and_writes_nothing(tmp_path, arm, arm_env, rg):
     m = arm.mark()
-    proc = _run(tmp_path, arm_env, _spec(arm, rg), check=True)
+    proc = _run(tmp_path, arm, _spec(arm, rg), check=True)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "Removing" not in proc.stdout
     assert writes(arm, m) == []
