@@ -48,3 +48,14 @@ def test_wrong_secret_is_explained_and_never_logged(play, arm):
 def test_untrusted_ca_is_explained(play):
     r = play(READ, drop_env=('AZURE_CA_BUNDLE', 'REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE'))
     assert r['failed'] and 'ca_bundle' in r['msg']
+
+
+def test_signed_in_principal_is_the_tokens_object_id(play, arm):
+    ep = arm.endpoint
+    m = arm.mark()
+    r = ok(play({'signed_in_principal_info': {}}, check=True))
+    assert not r['changed']
+    assert r['principal'] == {'object_id': ep['principal_id'], 'principal_type': 'ServicePrincipal',
+                              'tenant_id': ep['tenant_id'], 'app_id': ep['client_id']}
+    assert 'token' not in r and 'access_token' not in str(r)
+    assert [e for e in arm.requests(m) if e['method'] != 'GET' and 'oauth2' not in e['path']] == []

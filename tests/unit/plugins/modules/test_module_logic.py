@@ -6,6 +6,7 @@ from ansible_collections.hashistack.azure.plugins.modules import compute_quota_i
 from ansible_collections.hashistack.azure.plugins.modules import network_security_group as nsg
 from ansible_collections.hashistack.azure.plugins.modules import role_assignment as ra
 from ansible_collections.hashistack.azure.plugins.modules import role_definition as rd
+from ansible_collections.hashistack.azure.plugins.modules import signed_in_principal_info as me
 
 
 def nsg_params(**kw):
@@ -97,3 +98,22 @@ def test_role_definition_model_reads_the_union_of_permission_blocks():
     assert model['actions'] == ['a/b/read', 'x/y/read'] and model['not_actions'] == ['a/b/c/read']
     assert model['data_actions'] == [] and model['description'] == '' and model['guid'] == 'g'
     assert rd.same_strings(['A/b/READ', 'x'], ['x', 'a/B/read']) and not rd.same_strings(['a'], ['a', 'b'])
+
+
+def _jwt(claims):
+    import base64
+    import json
+    enc = [base64.urlsafe_b64encode(json.dumps(c).encode()).decode().rstrip('=') for c in ({'alg': 'RS256'}, claims)]
+    return '.'.join(enc + ['c2ln'])
+
+
+def test_signed_in_principal_from_token_claims():
+    user = me.principal_from_claims(me.claims_of(_jwt({'oid': 'u-1', 'idtyp': 'user', 'tid': 't-1'})))
+    assert user == {'object_id': 'u-1', 'principal_type': 'User', 'tenant_id': 't-1', 'app_id': ''}
+    app = me.principal_from_claims(me.claims_of(_jwt({'oid': 'sp-1', 'idtyp': 'app', 'tid': 't', 'appid': 'c-1'})))
+    assert app['principal_type'] == 'ServicePrincipal' and app['app_id'] == 'c-1'
+    # a token that does not say its type: no type (role_assignment then leaves principalType unset)
+    assert me.principal_from_claims({'oid': 'x'})['principal_type'] == ''
+    import pytest
+    with pytest.raises(ValueError, match='not a JWT'):
+        me.claims_of('opaque-token')
