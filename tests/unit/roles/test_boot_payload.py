@@ -132,6 +132,28 @@ def test_payload_carries_the_roles_bytes_and_no_secret(tmp_path, pool):
 
 
 @pytest.mark.slow
+def test_release_site_of_the_boot_and_the_same_bytes_every_render(tmp_path):
+    """The instances' release site can differ from the controller's (hashicorp_release_base_url, even as an extra
+    var, which outranks everything else); by default it is the controller's. Two renders are byte-identical (a
+    scale set's model changes only when the pool's state does)."""
+    extra = {"hashistack_spec": SPEC, "hashistack_secrets_dir": str(tmp_path / "secrets"), "pool": "web",
+             "hashicorp_release_base_url": "http://127.0.0.1:8080/"}
+    default = _result(_play(tmp_path, PAYLOAD, extra))
+    again = _result(_play(tmp_path, PAYLOAD, extra))
+    assert default["user_data"] == again["user_data"]
+    urls = lambda r: [p["release"]["url"] for p in json.loads(_written(r["user_data"])["/etc/hashistack/boot-payload.json"])["products"]]  # noqa: E731
+    assert urls(default) == ["http://127.0.0.1:8080/consul/1.20.1", "http://127.0.0.1:8080/nomad/1.9.3"]
+    mirror = _result(_play(tmp_path, PAYLOAD, dict(extra, boot_payload_release_base_url="http://mirror.internal:9000/hc/")))
+    assert urls(mirror) == ["http://mirror.internal:9000/hc/consul/1.20.1", "http://mirror.internal:9000/hc/nomad/1.9.3"]
+    # only the release site differs
+    a = json.loads(_written(default["user_data"])["/etc/hashistack/boot-payload.json"])
+    b = json.loads(_written(mirror["user_data"])["/etc/hashistack/boot-payload.json"])
+    for p in a["products"] + b["products"]:
+        p["release"].pop("url")
+    assert a == b
+
+
+@pytest.mark.slow
 def test_payload_refuses_an_unknown_pool(tmp_path):
     msg = _failure(_play(tmp_path, PAYLOAD, {"hashistack_spec": SPEC, "hashistack_secrets_dir": str(tmp_path / "s"),
                                              "pool": "gpu"}))
