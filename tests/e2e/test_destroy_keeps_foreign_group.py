@@ -26,10 +26,12 @@ def test_check_mode_writes_nothing_and_destroy_keeps_a_resource_group_it_did_not
     (tmp_path / "spec.yml").write_text(json.dumps({"hashistack_spec": spec}))
     (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False,
                                                     "roles": ["hashistack.azure.azure_infra"]}]))
-    env = dict(os.environ, **arm_env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"), ANSIBLE_NOCOLOR="1",
+    # the cluster's Key Vault data plane through the emulator's proxy; the gossip keys in a directory of the test
+    env = dict(os.environ, **arm_env, **arm.vault_env(), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
     base = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=" + str(ROOT / ".venv/bin/python"), "-e", f"@{tmp_path / 'spec.yml'}"]
+            "-e", "ansible_python_interpreter=" + str(ROOT / ".venv/bin/python"), "-e", f"@{tmp_path / 'spec.yml'}",
+            "-e", f"hashistack_secrets_dir={tmp_path / 'secrets'}", "-e", "azure_infra_keyvault_retention_days=7"]
 
     def play(*args):
         proc = subprocess.run([*base, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -41,7 +43,7 @@ def test_check_mode_writes_nothing_and_destroy_keeps_a_resource_group_it_did_not
     assert group.tags == {"owner": "me", "hashistack_cluster": "mine"}  # tagged, but not marked as created by us
     assert {r.type for r in client.resources.list_by_resource_group("hashistack-mine")} >= {
         "Microsoft.Compute/virtualMachineScaleSets", "Microsoft.Network/virtualNetworks",
-        "Microsoft.Network/networkSecurityGroups"}
+        "Microsoft.Network/networkSecurityGroups", "Microsoft.KeyVault/vaults"}
 
     since = arm.mark()  # check mode on the existing cluster: nothing to change, nothing written
     checked = play("--check", str(tmp_path / "play.yml")).stdout
