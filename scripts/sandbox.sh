@@ -3,7 +3,8 @@
 #   scripts/sandbox.sh up      start the ARM emulator (scale-set instances become local machines) and the
 #                              release mirror, then run playbooks/site.yml with sandbox/main/spec.yml
 #   scripts/sandbox.sh down    stop the emulator and the mirror, remove every sandbox machine and network
-#   scripts/sandbox.sh env     print the environment to point Ansible at the running sandbox
+#   scripts/sandbox.sh env     print the environment to point Ansible at the running sandbox (HTTPS_PROXY is the
+#                              emulator's Key Vault proxy: it tunnels *.vault.azure.net only)
 #   scripts/sandbox.sh site [ARGS...]         playbooks/site.yml again against the running sandbox
 #   scripts/sandbox.sh consul|nomad ARGS...   the CLI on a server of the sandbox cluster
 set -euo pipefail
