@@ -42,6 +42,19 @@ def test_up_runs_site_and_forms_the_cluster_by_cloud_auto_join(sandbox):
     assert "scripts/sandbox.sh nomad node status" in out  # how to reach the APIs
 
 
+def test_every_instance_configured_itself_from_its_boot_payload(sandbox):
+    """The scale sets' custom data is the pools' boot payload: each instance installed, configured and started its
+    agents before site.yml's roles reached it (the roles then found it converged), the gossip keys from Key Vault."""
+    instances = [h for h in recap(sandbox["up"].stdout) if h != "localhost"]
+    for host in instances:
+        doc = json.loads(exec_on(sandbox, host, "cat", "/var/lib/hashistack/boot.json"))
+        assert doc["state"] == "ok" and all(s["ok"] for s in doc["steps"]), (host, doc)
+        assert doc["pool"] == ("servers" if "servers" in host else host.removeprefix("sandbox-").rstrip("0123456789"))
+        secrets = next(s for s in doc["steps"] if s["step"] == "secrets")
+        assert "consul-gossip-key" in secrets["message"] and "from vault hs-sandbox-" in secrets["message"]
+    assert "its boot payload failed" not in sandbox["up"].stdout
+
+
 def test_second_location_client_keeps_the_servers_datacenter_and_region_with_its_own_nomad_datacenter(sandbox):
     north = next(h for h in recap(sandbox["up"].stdout) if "north" in h)
     consul = agent_self(sandbox, north, 8500)
