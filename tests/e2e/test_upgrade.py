@@ -8,22 +8,31 @@ Leaves the cluster on the newer versions (runs after the tests that converge it 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import threading
 import time
 
 import pytest
 
-from .cluster import ROOT, agent_self, azure_writes, machines, mark, nomad_api, recap, sandbox_hosts, table
+from .cluster import (
+    ROOT,
+    AllocSampler,
+    KvWriter,
+    agent_self,
+    azure_writes,
+    machines,
+    mark,
+    nomad_api,
+    recap,
+    sandbox_hosts,
+    table,
+)
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow, pytest.mark.upgrades_sandbox]
 
 OLD = {"consul": "1.20.0", "nomad": "1.9.2"}
 NEW = {"consul": "1.20.1", "nomad": "1.9.3"}
 JOB = "upgrade-probe"
-WRITER = (ROOT / "molecule/upgrade/files/kv_writer.py").read_text()
 FAST_WAITS = ["-e", "hashistack_upgrade_wait_timeout=40"]
 
 
@@ -31,21 +40,6 @@ def _versions(sandbox):
     """Consul node -> (Consul build, Nomad build) of every member."""
     return {host: (agent_self(sandbox, host, 8500)["Config"]["Version"],
                    agent_self(sandbox, host, 4646)["config"]["Version"]["Version"]) for host in machines(sandbox)}
-
-
-def _running_allocs():
-    """Samples the job's running allocations every second from outside (a server's API) until stopped."""
-    samples, stop = [], threading.Event()
-
-    def poll(sandbox):
-        while not stop.is_set():
-            try:
-                allocs = nomad_api(sandbox, f"/v1/job/{JOB}/allocations")
-                samples.append(sum(a["ClientStatus"] == "running" and a["DesiredStatus"] == "run" for a in allocs))
-            except (AssertionError, ValueError, subprocess.TimeoutExpired):
-                pass  # the server asked was restarting; the next sample asks again
-            stop.wait(1)
-    return samples, stop, poll
 
 
 def _alive(sandbox, node):
@@ -80,25 +74,19 @@ def test_upgrade_check_then_a_lost_server_stops_it_and_the_rerun_completes_losin
     assert set(_versions(sandbox).values()) == {(OLD["consul"], OLD["nomad"])}
 
     machine_of = machines(sandbox)
-    writer_host = sorted(h for h in machine_of if "west" in h)[0]
     job = {"Job": {"ID": JOB, "Name": JOB, "Type": "service", "Region": "global",
                    "Datacenters": ["westeurope", "northeurope"],
                    "TaskGroups": [{"Name": "web", "Count": 2, "Tasks": [{
                        "Name": "sleep", "Driver": "exec", "Config": {"command": "/bin/sleep", "args": ["3600"]},
                        "Resources": {"CPU": 20, "MemoryMB": 16}}]}]}}
     nomad_api(sandbox, "/v1/jobs", "POST", job)
-    samples, stop_polling, poll = _running_allocs()
-    writer = subprocess.Popen(
-        [str(ROOT / ".venv/bin/python"), "-m", "sandbox.hosts", "exec", machine_of[writer_host], "--",
-         "python3", "-c", WRITER, "/tmp/kv_writer.stop", "/tmp/kv_writer.json"],
-        env=sandbox["hosts_env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    poller = threading.Thread(target=poll, args=(sandbox,), daemon=True)
+    writer = KvWriter(sandbox, sorted(h for h in machine_of if "west" in h)[0])
+    allocs = AllocSampler(sandbox, JOB)
     try:
         deadline = time.monotonic() + 120
-        while not (samples and samples[-1] == 2) and time.monotonic() < deadline:
+        while not (allocs.samples and allocs.samples[-1] == 2) and time.monotonic() < deadline:
             time.sleep(1)
-        poller.start()
-        assert samples and samples[-1] == 2, "the probe job's two allocations never ran"
+        assert allocs.samples and allocs.samples[-1] == 2, "the probe job's two allocations never ran"
 
         victim, rc, out = _upgrade_stopping_a_server(sandbox, machine_of)
         assert victim, out[-4000:]
@@ -120,22 +108,12 @@ def test_upgrade_check_then_a_lost_server_stops_it_and_the_rerun_completes_losin
         rerun = sandbox["run"]("upgrade", check=False, timeout=1500)
         assert rerun.returncode == 0, rerun.stdout[-6000:]
     finally:
-        sandbox_hosts(sandbox, "exec", machine_of[writer_host], "--", "touch", "/tmp/kv_writer.stop")
-        writer.wait(timeout=60)
-        stop_polling.set()
-        if poller.is_alive():
-            poller.join(timeout=60)
+        writer.stop()
+        samples = allocs.stop()
         nomad_api(sandbox, f"/v1/job/{JOB}?purge=true", "DELETE")
 
     assert set(_versions(sandbox).values()) == {(NEW["consul"], NEW["nomad"])}
-    record = json.loads(sandbox_hosts(sandbox, "exec", machine_of[writer_host], "--", "cat", "/tmp/kv_writer.json").stdout)
+    record = writer.record()
     assert record["failed"] == [] and len(record["acked"]) > 100, record
-    keys = exec_keys(sandbox)
-    lost = [seq for seq in record["acked"] if f"upgrade-writer/{seq:06d}" not in keys]
-    assert lost == [], f"{len(lost)} acknowledged writes lost"
+    assert writer.lost() == [], "acknowledged writes lost"
     assert samples and min(samples) >= 1, samples  # the job never had all its allocations down
-
-
-def exec_keys(sandbox) -> set[str]:
-    out = sandbox["run"]("consul", "kv", "get", "-recurse", "upgrade-writer/").stdout
-    return {line.split(":", 1)[0] for line in out.splitlines() if line}
