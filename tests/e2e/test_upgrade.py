@@ -38,8 +38,10 @@ FAST_WAITS = ["-e", "hashistack_upgrade_wait_timeout=40"]
 
 def _versions(sandbox):
     """Consul node -> (Consul build, Nomad build) of every member."""
-    return {host: (agent_self(sandbox, host, 8500)["Config"]["Version"],
-                   agent_self(sandbox, host, 4646)["config"]["Version"]["Version"]) for host in machines(sandbox)}
+    def nomad(host):
+        version = agent_self(sandbox, host, 4646)["config"]["Version"]  # a string, or {Version, Revision, ...}
+        return version["Version"] if isinstance(version, dict) else version
+    return {host: (agent_self(sandbox, host, 8500)["Config"]["Version"], nomad(host)) for host in machines(sandbox)}
 
 
 def _alive(sandbox, node):
