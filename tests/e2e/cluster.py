@@ -65,12 +65,14 @@ def sandbox_hosts(sandbox, *argv: str, timeout: int = 60) -> subprocess.Complete
 
 
 def machines(sandbox) -> dict[str, str]:
-    """Each Consul node (the instance's host name) -> its sandbox machine (found by address)."""
+    """Each Consul node (the instance's host name) -> its sandbox machine (found by address). Members that left
+    (instances scaled in, their machines gone) are not listed."""
     listed = sandbox_hosts(sandbox, "list")
     assert listed.returncode == 0, listed.stderr
     by_ip = {h["ip"]: h["name"] for h in json.loads(listed.stdout)}
     members = table(sandbox["run"]("consul", "members").stdout, "Node")
-    return {m["Node"]: by_ip[m["Address"].split(":")[0]] for m in members}
+    return {m["Node"]: by_ip[m["Address"].split(":")[0]] for m in members
+            if m["Status"] != "left" and m["Address"].split(":")[0] in by_ip}
 
 
 def exec_on(sandbox, host: str, *argv: str) -> str:

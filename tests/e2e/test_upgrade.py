@@ -3,7 +3,8 @@ newer versions the sandbox mirror carries) while a client writes a KV key every 
 agent and a Nomad service job runs. `--check` first: the plan, no change, no Azure write. Then a Consul server
 is stopped right after its restart (a machine that does not come back): the run stops naming it and what it
 waited for, the cluster keeps a leader. After `start`, the re-run completes: every agent on the new build, no
-acknowledged write lost, the job's allocations never all down.
+acknowledged write lost, the job's allocations never all down; the scale sets' model names the new versions, so an
+instance Azure creates afterwards boots on them.
 Leaves the cluster on the newer versions (runs after the tests that converge it to the spec's)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .cluster import (
     KvWriter,
     agent_self,
     azure_writes,
+    compute_client,
     machines,
     mark,
     nomad_api,
@@ -33,6 +35,7 @@ pytestmark = [pytest.mark.hosts, pytest.mark.slow, pytest.mark.upgrades_sandbox]
 OLD = {"consul": "1.20.0", "nomad": "1.9.2"}
 NEW = {"consul": "1.20.1", "nomad": "1.9.3"}
 JOB = "upgrade-probe"
+RG, NORTH = "hashistack-sandbox", "sandbox-north"
 FAST_WAITS = ["-e", "hashistack_upgrade_wait_timeout=40"]
 
 
@@ -72,7 +75,8 @@ def test_upgrade_check_then_a_lost_server_stops_it_and_the_rerun_completes_losin
 
     since = mark(sandbox["env"])
     check = sandbox["run"]("upgrade", "--check")
-    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap(check.stdout).values()), check.stdout[-4000:]
+    counts = recap(check.stdout)  # localhost would change the scale sets' model: reported, not sent
+    assert all(r["changed"] == 0 and r["failed"] == 0 for h, r in counts.items() if h != "localhost"), check.stdout[-4000:]
     assert azure_writes(sandbox["env"], since) == []
     assert set(_versions(sandbox).values()) == {(OLD["consul"], OLD["nomad"])}
 
@@ -120,3 +124,23 @@ def test_upgrade_check_then_a_lost_server_stops_it_and_the_rerun_completes_losin
     assert record["failed"] == [] and len(record["acked"]) > 100, record
     assert writer.lost() == [], "acknowledged writes lost"
     assert samples and min(samples) >= 1, samples  # the job never had all its allocations down
+    assert "Set consul_version and nomad_version to these in the spec file too" in rerun.stdout
+
+
+def test_after_the_upgrade_an_instance_azure_creates_boots_on_the_new_versions(sandbox):
+    """The scale sets' model was updated by upgrade.yml: a scale-out with the plain SDK (as autoscale would) brings
+    an instance up on the new build by itself. It is then deleted with the SDK (drained and left first)."""
+    compute = compute_client(sandbox["env"])
+    before = {v.os_profile.computer_name: v.instance_id for v in compute.virtual_machine_scale_set_vms.list(RG, NORTH)}
+    compute.virtual_machine_scale_sets.begin_update(RG, NORTH, {"sku": {"capacity": len(before) + 1}}).result()
+    vms = {v.os_profile.computer_name: v.instance_id for v in compute.virtual_machine_scale_set_vms.list(RG, NORTH)}
+    (new,) = set(vms) - set(before)
+    try:
+        deadline = time.monotonic() + 180
+        while not _alive(sandbox, new) and time.monotonic() < deadline:
+            time.sleep(3)
+        assert _alive(sandbox, new)
+        assert _versions(sandbox)[new] == (NEW["consul"], NEW["nomad"])
+    finally:
+        compute.virtual_machine_scale_sets.begin_delete_instances(RG, NORTH, {"instanceIds": [vms[new]]}).result()
+    assert {v.os_profile.computer_name for v in compute.virtual_machine_scale_set_vms.list(RG, NORTH)} == set(before)
