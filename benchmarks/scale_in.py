@@ -13,53 +13,17 @@ drain and the Consul member; `down` at the end. Needs root and systemd-nspawn; r
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shlex
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.e2e.cluster import compute_client, nomad_api, playbook, table  # noqa: E402 (the e2e tests' helpers)
+from tests.e2e.cluster import compute_client, load_env, nomad_api, own_sandbox, playbook, stamp, table  # noqa: E402 (the e2e tests' helpers)
 
-SCRIPT = str(ROOT / 'scripts' / 'sandbox.sh')
 RG, WEST, JOB = 'hashistack-sandbox', 'sandbox-west', 'bench-scale-in'
-
-
-def sandbox(state: Path) -> dict:
-    env = dict(os.environ, HASHISTACK_SANDBOX_STATE=str(state), ANSIBLE_NOCOLOR='1')
-    env.pop('HASHISTACK_SANDBOX_RUN', None)
-
-    def run(*args, check=True, timeout=1800):
-        proc = subprocess.run([SCRIPT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode:
-            raise SystemExit(f'sandbox.sh {" ".join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}')
-        return proc
-    box = {'state': state, 'run': run, 'hosts_env': dict(env, HASHISTACK_SANDBOX_RUN=str(state / 'arm' / 'hosts-run')),
-           'env': dict(env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / '.cache/collections'))}
-    return box
-
-
-def load_env(box: dict) -> None:
-    for line in box['run']('env').stdout.splitlines():
-        for assignment in shlex.split(line)[1:]:
-            key, _, value = assignment.partition('=')
-            box['env'][key] = value
-
-
-def stamp(value) -> float | None:
-    """Nomad's RFC 3339 times (up to nanoseconds, Z or an offset) as epoch seconds."""
-    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$', str(value or ''))
-    if not m or m.group(1).startswith('0001-'):
-        return None
-    zone = '+00:00' if m.group(3) == 'Z' else m.group(3)
-    return datetime.fromisoformat(f"{m.group(1)}.{(m.group(2) or '0')[:6].ljust(6, '0')}{zone}").timestamp()
 
 
 def one(box: dict, allocs: int) -> dict:
@@ -118,7 +82,7 @@ def main():
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix='bench-scale-in-') as state:
-        box = sandbox(Path(state))
+        box = own_sandbox(Path(state))
         try:
             box['run']('up')
             load_env(box)

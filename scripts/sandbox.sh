@@ -5,6 +5,7 @@
 #   scripts/sandbox.sh down    stop the emulator and the mirror, remove every sandbox machine and network
 #   scripts/sandbox.sh env     print the environment to point Ansible at the running sandbox
 #   scripts/sandbox.sh site [ARGS...]         playbooks/site.yml again against the running sandbox
+#   scripts/sandbox.sh upgrade [ARGS...]      playbooks/upgrade.yml to the newest versions the mirror carries
 #   scripts/sandbox.sh consul|nomad ARGS...   the CLI on a server of the sandbox cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ MIRROR_PIDFILE=$STATE/mirror.pid
 # the versions the mirror carries: the spec pins the older ones, the newer ones are there to upgrade to
 MIRROR_VERSIONS=(--consul 1.20.0 --consul 1.20.1 --nomad 1.9.2 --nomad 1.9.3)
 SITE=(playbooks/site.yml -i sandbox/main/vmss.yml -e @sandbox/main/spec.yml -e @sandbox/main/sandbox.yml)
+UPGRADE=(playbooks/upgrade.yml "${SITE[@]:1}" -e consul_version=1.20.1 -e nomad_version=1.9.3)
 # the emulator's machines and networks (also what `down` cleans up after a crash)
 export HASHISTACK_SANDBOX_RUN=${HASHISTACK_SANDBOX_RUN:-$ARM_STATE/hosts-run}
 
@@ -109,6 +111,14 @@ EOT
     ansible_env
     exec ansible-playbook "${SITE[@]}" "$@"
     ;;
+  upgrade)
+    shift
+    source scripts/env.sh
+    running || { echo "sandbox: not running; run scripts/sandbox.sh up first" >&2; exit 1; }
+    start_mirror
+    ansible_env
+    exec ansible-playbook "${UPGRADE[@]}" "$@"
+    ;;
   consul | nomad)
     source scripts/env.sh
     server=$(a_server)
@@ -145,7 +155,7 @@ EOT
       "HASHISTACK_SANDBOX_MIRROR_URL=http://127.0.0.1:$(cat "$STATE/mirror.port" 2>/dev/null)"
     ;;
   *)
-    echo "usage: $0 up|down|env|site [ARGS...]|consul ARGS...|nomad ARGS..." >&2
+    echo "usage: $0 up|down|env|site [ARGS...]|upgrade [ARGS...]|consul ARGS...|nomad ARGS..." >&2
     exit 2
     ;;
 esac

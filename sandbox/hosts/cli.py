@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                  ("reimage", "reset the root to the image, cloud-init runs again")):
         p = sub.add_parser(c, help=h)
         p.add_argument("name")
+        if c == "stop":
+            p.add_argument("--power-off", action="store_true",
+                           help="no shutdown inside: the machine is lost at once, as a host failure takes it")
 
     sub.add_parser("list", help="hosts as JSON")
     sub.add_parser("leftovers", help="kernel objects of this sandbox that still exist (JSON)")
@@ -114,9 +117,10 @@ def _run(a, extra: list[str]) -> int:
             host.down(a.name)
         else:
             raise host.SandboxError("down: give a host name or --all")
-    elif a.cmd in ("stop", "start", "restart", "reimage"):
-        r = {"stop": host.stop, "start": host.start, "restart": host.restart,
-             "reimage": host.reimage}[a.cmd](a.name)
+    elif a.cmd == "stop":
+        host.stop(a.name, power_off=a.power_off)
+    elif a.cmd in ("start", "restart", "reimage"):
+        r = {"start": host.start, "restart": host.restart, "reimage": host.reimage}[a.cmd](a.name)
         if isinstance(r, dict):
             _print({"name": a.name, "ready_seconds": round(r.get("ready_seconds", 0), 2)})
     elif a.cmd == "list":

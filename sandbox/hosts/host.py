@@ -560,15 +560,18 @@ def _update(name: str, **kw) -> dict:
         return dict(h)
 
 
-def _stop_processes(h: dict, timeout: float = 10.0) -> None:
-    """SIGTERM nspawn (container halts), SIGKILL after ``timeout``; then leftovers in the root."""
+def _stop_processes(h: dict, timeout: float = 10.0, power_off: bool = False) -> None:
+    """SIGTERM nspawn (container halts), SIGKILL after ``timeout``; then leftovers in the root.
+    ``power_off``: SIGKILL at once, no shutdown inside (a machine lost, as a host failure takes it)."""
     sup = h.get("pid")
     pids = []
     if _alive(sup, h.get("pid_start")):
         pids = [sup] + _children(sup)
         ns = nspawn_pid(h)
         _kill([sup], signal.SIGKILL)      # no restart loop any more
-        if ns:
+        if ns and power_off:
+            _kill([ns], signal.SIGKILL)
+        elif ns:
             _kill([ns], signal.SIGTERM)
             if _wait_gone([ns], timeout):
                 _kill([ns], signal.SIGKILL)
@@ -578,10 +581,11 @@ def _stop_processes(h: dict, timeout: float = 10.0) -> None:
     remove_cgroups(h.get("cgroups") or [])
 
 
-def stop(name: str, timeout: float = 10.0, power: str = "stopped") -> None:
-    """Halt the host; its root (upper dir) stays. ``power`` is what power_state reports then."""
+def stop(name: str, timeout: float = 10.0, power: str = "stopped", power_off: bool = False) -> None:
+    """Halt the host; its root (upper dir) stays. ``power`` is what power_state reports then.
+    ``power_off``: no shutdown inside (agents get no signal), as if the machine lost power."""
     h = get(name)
-    _stop_processes(h, timeout)
+    _stop_processes(h, timeout, power_off)
     _update(name, pid=None, pid_start=None, power=power)
 
 

@@ -5,10 +5,14 @@ commands on the cluster's machines."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import ssl
 import subprocess
+import threading
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +118,89 @@ def compute_client(env):
     base = env["AZURE_CLOUD_ENVIRONMENT"]
     return ComputeManagementClient(credential, env["AZURE_SUBSCRIPTION_ID"], base_url=base, polling_interval=1,
                                    credential_scopes=[base + ".default"], connection_verify=env["AZURE_CA_BUNDLE"])
+
+
+class KvWriter:
+    """molecule/upgrade's KV writer on a cluster member: a key every 0.25 s through the member's own Consul agent,
+    each failed write retried for up to 2 s (as a client library would), until stop(); record() is its result:
+    acknowledged and failed sequence numbers, retries, the longest gap between two acknowledged writes."""
+
+    SOURCE = (ROOT / "molecule/upgrade/files/kv_writer.py").read_text()
+    STOP, OUT = "/tmp/kv_writer.stop", "/tmp/kv_writer.json"
+
+    def __init__(self, sandbox, host: str):
+        self.sandbox, self.machine = sandbox, machines(sandbox)[host]
+        sandbox_hosts(sandbox, "exec", self.machine, "--", "rm", "-f", self.STOP, self.OUT)
+        self.proc = subprocess.Popen([PYTHON, "-m", "sandbox.hosts", "exec", self.machine, "--", "python3", "-c",
+                                      self.SOURCE, self.STOP, self.OUT],
+                                     env=sandbox["hosts_env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        sandbox_hosts(self.sandbox, "exec", self.machine, "--", "touch", self.STOP)
+        self.proc.wait(timeout=60)
+
+    def record(self) -> dict:
+        return json.loads(sandbox_hosts(self.sandbox, "exec", self.machine, "--", "cat", self.OUT).stdout)
+
+    def lost(self) -> list[int]:
+        """Acknowledged writes the cluster does not hold."""
+        out = self.sandbox["run"]("consul", "kv", "get", "-recurse", "upgrade-writer/").stdout
+        keys = {line.split(":", 1)[0] for line in out.splitlines() if line}
+        return [seq for seq in self.record()["acked"] if f"upgrade-writer/{seq:06d}" not in keys]
+
+
+class AllocSampler:
+    """Counts a Nomad job's running allocations every second from a server's API (in a thread) until stop()."""
+
+    def __init__(self, sandbox, job: str):
+        self.sandbox, self.job, self.samples = sandbox, job, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                allocs = nomad_api(self.sandbox, f"/v1/job/{self.job}/allocations")
+                self.samples.append(sum(a["ClientStatus"] == "running" and a["DesiredStatus"] == "run" for a in allocs))
+            except (AssertionError, ValueError, subprocess.TimeoutExpired):
+                pass  # the server asked was restarting; the next sample asks again
+            self._stop.wait(1)
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(timeout=90)
+        return self.samples
+
+
+def own_sandbox(state: Path) -> dict:
+    """A sandbox of its own under STATE (for a benchmark), shaped like the session fixture's: run("up") boots it,
+    load_env() then reads its environment, run("down") removes it."""
+    env = dict(os.environ, HASHISTACK_SANDBOX_STATE=str(state), ANSIBLE_NOCOLOR="1")
+    env.pop("HASHISTACK_SANDBOX_RUN", None)
+
+    def run(*args, check=True, timeout=1800):
+        proc = subprocess.run([str(ROOT / "scripts/sandbox.sh"), *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode:
+            raise SystemExit(f"sandbox.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        return proc
+    return {"state": state, "run": run, "hosts_env": dict(env, HASHISTACK_SANDBOX_RUN=str(state / "arm" / "hosts-run")),
+            "env": dict(env, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache/collections"))}
+
+
+def load_env(box: dict) -> None:
+    """Adds what `sandbox.sh env` exports (the emulator's sign-in, SSH key, mirror) to box["env"]."""
+    for line in box["run"]("env").stdout.splitlines():
+        for assignment in shlex.split(line)[1:]:  # export K=V [K=V ...]
+            key, _, value = assignment.partition("=")
+            box["env"][key] = value
+
+
+def stamp(value) -> float | None:
+    """Nomad's RFC 3339 times (up to nanoseconds, Z or an offset) as epoch seconds."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", str(value or ""))
+    if not m or m.group(1).startswith("0001-"):
+        return None
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(f"{m.group(1)}.{(m.group(2) or '0')[:6].ljust(6, '0')}{zone}").timestamp()

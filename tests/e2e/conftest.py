@@ -2,8 +2,9 @@
 command) once per session, `down` at the end with no machine, network or process left behind.
 
 Order: test_sandbox_main_job.py first (it asserts what `up` built and that a second `up` changes
-nothing), then the other files that use the cluster (each leaves it in the spec's shape), and the
-tests marked `destroys_sandbox` last."""
+nothing), then the other files that use the cluster (each leaves it in the spec's shape), then the tests
+marked `upgrades_sandbox` (they leave it on newer versions than the spec's), and those marked
+`destroys_sandbox` last."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def pytest_collection_modifyitems(config, items):
         if "sandbox" not in getattr(item, "fixturenames", ()):
             return 0
         if item.get_closest_marker("destroys_sandbox"):
+            return 4
+        if item.get_closest_marker("upgrades_sandbox"):
             return 3
         return 1 if item.path.name == MAIN_JOB else 2
 
