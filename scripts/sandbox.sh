@@ -130,7 +130,20 @@ EOT
     source scripts/env.sh
     server=$(a_server)
     [[ -n $server ]] || { echo "sandbox: no running server; run scripts/sandbox.sh up first" >&2; exit 1; }
-    exec python -m sandbox.hosts exec "$server" -- "$@"
+    # with TLS / ACLs on (the roles' consul|nomad_tls_enabled, _acl_enabled): the HTTPS address, the cluster CA
+    # and the management token kept in the sandbox's secrets directory
+    cli_env=()
+    if python -m sandbox.hosts exec "$server" -- test -f "/etc/$1.d/tls/ca.pem"; then
+      if [[ $1 == consul ]]; then
+        cli_env+=(CONSUL_HTTP_ADDR=https://127.0.0.1:8501 CONSUL_CACERT=/etc/consul.d/tls/ca.pem)
+      else
+        cli_env+=(NOMAD_ADDR=https://127.0.0.1:4646 NOMAD_CACERT=/etc/nomad.d/tls/ca.pem)
+      fi
+    fi
+    if [[ -s $STATE/secrets/$1-management.token ]]; then
+      cli_env+=("$([[ $1 == consul ]] && echo CONSUL_HTTP_TOKEN || echo NOMAD_TOKEN)=$(cat "$STATE/secrets/$1-management.token")")
+    fi
+    exec python -m sandbox.hosts exec "$server" -- env "${cli_env[@]}" "$@"
     ;;
   down)
     source scripts/env.sh

@@ -27,6 +27,8 @@ PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "cloud-init", "curl",
     "unzip", "ca-certificates", "sudo", "iproute2", "gnupg", "locales", "procps", "less",
     "iputils-ping", "netbase",
+    # the Consul stand-in's auto-encrypt (agent CSRs, the Connect CA) and `tls ca|cert create` on a host
+    "python3-cryptography",
 ]
 # Units that have no job inside a container (or would slow the boot down).
 MASKED_UNITS = [

@@ -23,6 +23,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from ansible.plugins.filter.core import FilterModule as AnsibleCoreFilters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localplay import ROOT, _failure, _play, _result  # noqa: E402
@@ -78,9 +79,13 @@ def _written(user_data: str) -> dict:
 
 
 def _role_secrets_file(product: str, key: str) -> str:
-    """What the role writes as secrets.hcl (its template, rendered with the key)."""
+    """What the role writes as secrets.hcl (its template with Ansible's filters, rendered with the key and the
+    role's defaults: gossip encryption on, ACLs off)."""
     text = (ROOT / "roles" / product / "templates" / f"{product}-secrets.hcl.j2").read_text()
-    return jinja2.Environment(keep_trailing_newline=True).from_string(text).render({f"_{product}_gossip_key": key})
+    env = jinja2.Environment(keep_trailing_newline=True, trim_blocks=True)  # as ansible.builtin.template
+    env.filters.update(AnsibleCoreFilters().filters())
+    return env.from_string(text).render({f"_{product}_gossip_key": key, f"{product}_gossip_encryption": True,
+                                         f"{product}_acl_enabled": False})
 
 
 @pytest.mark.slow
