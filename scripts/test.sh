@@ -2,8 +2,7 @@
 # Runs every test of the collection (run as root on Debian 12; installs what it needs first):
 #   linters (ruff, ansible-lint production profile), ansible-test sanity on the built artifact,
 #   the pytest suite (unit tests, modules and inventory against the ARM emulator, local hosts,
-#   agent stand-ins, the end-to-end sandbox), every Molecule scenario, and the scenario users copy
-#   (scripts/test-user-scenario.sh).
+#   agent stand-ins, the end-to-end sandbox) and every Molecule scenario.
 # Pass pytest arguments to narrow the pytest stage, e.g. scripts/test.sh -k inventory
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +31,6 @@ for scenario in molecule/*/molecule.yml; do
   echo "--- molecule test -s $name (at ${SECONDS}s)"
   molecule test -s "$name"
 done
-
-# What a user does: the hashistack-sandbox wheel and the built collection in a fresh virtualenv, the shipped
-# scenario (extensions/molecule/hashistack_sandbox) run in a user project with its own 1-server, 1-client spec.
-stage "user scenario: hashistack-sandbox wheel + shipped Molecule scenario"
-bash scripts/test-user-scenario.sh
 
 # Tests that boot no machine run on two workers; those that boot machines share the hosts one after
 # another (and one sandbox cluster). Exit status 5 = the arguments selected no test in that half.

@@ -54,14 +54,17 @@ def main(argv=None) -> int:
             print(f"{namespace}/{rtype}\t{', '.join(versions)}\t# {source}")
         return 0
     if args.cmd == "env":
-        from .testing import exported_env
+        from .testing import endpoint_env
         with open(os.path.join(args.state, "endpoint.json"), encoding="utf-8") as fh:
             endpoint = json.load(fh)
             if endpoint.get("vault_proxy"):
                 # not exported: the proxy only tunnels *.vault.azure.net, other tools in the shell would break
                 print(f"# Key Vault data plane clients: HTTPS_PROXY={endpoint['vault_proxy']} NO_PROXY=127.0.0.1,localhost")
-            for key, value in exported_env(endpoint).items():
-                print(f"export {key}={shlex.quote(value)}")
+            for key, value in endpoint_env(endpoint).items():
+                # AZURE_CA_BUNDLE is all the collection needs; exporting REQUESTS_CA_BUNDLE or
+                # SSL_CERT_FILE would make every other tool in the shell (pip, curl) distrust the internet
+                if key.startswith("AZURE_"):
+                    print(f"export {key}={shlex.quote(value)}")
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

@@ -55,13 +55,6 @@ def endpoint_env(endpoint: dict, ca_path: str | None = None) -> dict:
             "REQUESTS_CA_BUNDLE": ca, "AZURE_CA_BUNDLE": ca, "SSL_CERT_FILE": ca}
 
 
-def exported_env(endpoint: dict) -> dict:
-    """The AZURE_* part of ``endpoint_env``: what a shell exports. AZURE_CA_BUNDLE is all the collection needs;
-    exporting REQUESTS_CA_BUNDLE or SSL_CERT_FILE would make every other tool in the shell (pip, curl)
-    distrust the internet."""
-    return {k: v for k, v in endpoint_env(endpoint).items() if k.startswith("AZURE_")}
-
-
 class ArmEmulator:
     def __init__(self, state_dir: str | None = None, port: int = 0, latency_ms: float = 0,
                  provisioning_seconds: float = 0.2, page_size: int | None = None, extra_args: list | None = None,
