@@ -215,7 +215,10 @@ def test_what_the_roles_render_is_implemented(consul, nomad, tmp_path):
               "nomad_advertise_addr": "{{ GetPrivateIP }}", "nomad_http_port": 4646, "hashistack_host_nomad_datacenter": "web",
               "nomad_gossip_encryption": True, "_nomad_gossip_key": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
               "_nomad_join": ["10.0.0.4"], "nomad_node_class": "web", "nomad_client_meta": {"tier": 1},
-              "nomad_consul": {"address": "127.0.0.1:8500"}}
+              "nomad_consul": {"address": "127.0.0.1:8500"},
+              # the roles' defaults: TLS and ACLs off (molecule tls_acl validates them on)
+              "consul_tls_enabled": False, "consul_acl_enabled": False,
+              "nomad_tls_enabled": False, "nomad_acl_enabled": False}
     for server in (True, False):
         v = dict(common, _consul_server=server, _nomad_server=server, _consul_pool="p", _nomad_pool="p")
         for product, cmd in (("consul", ["validate"]), ("nomad", ["config", "validate"])):
