@@ -43,7 +43,13 @@ def test_sdk_scale_out_joins_alone_then_site_changes_nothing(sandbox, tmp_path):
     took = time.monotonic() - started
     assert member and member["Status"] == "alive", (took, member)
     assert node and node["Status"] == "ready" and node["Datacenter"] == "northeurope", (took, node)
-    doc = json.loads(exec_on(sandbox, new, "cat", "/var/lib/hashistack/boot.json"))
+    # the boot script records its last step just after the agents it started are up: wait for its final state
+    deadline = time.monotonic() + 60
+    while True:
+        doc = json.loads(exec_on(sandbox, new, "cat", "/var/lib/hashistack/boot.json"))
+        if doc["state"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert doc["state"] == "ok" and doc["pool"] == "north", doc
     assert [s["step"] for s in doc["steps"]][:3] == ["release:consul", "release:nomad", "secrets"]
 
