@@ -15,7 +15,6 @@ Needs root and systemd-nspawn; run under the hosts lock:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from tests.e2e.cluster import (  # noqa: E402 (the e2e tests' helpers)
     machines,
     nomad_api,
     own_sandbox,
-    sandbox_hosts,
+    server_api,
     stamp,
 )
 
@@ -43,15 +42,6 @@ def duration(text: str) -> float:
     """A Go duration as the products' APIs print it (10s, 1m30s, 250ms) in seconds."""
     units = {'h': 3600, 'm': 60, 's': 1, 'ms': 0.001, 'us': 1e-6, 'ns': 1e-9}
     return sum(float(n) * units[u] for n, u in re.findall(r'([\d.]+)(ms|us|ns|h|m|s)', text))
-
-
-def api(box, port: int, path: str):
-    """GET a server's local API (Consul 8500, Nomad 4646) from inside its machine."""
-    server = sorted(m for m in machines(box).values() if 'servers' in m)[0]
-    code = ('import json, sys, urllib.request; '
-            'print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())')
-    out = sandbox_hosts(box, 'exec', server, '--', 'python3', '-c', code, f'http://127.0.0.1:{port}{path}')
-    return json.loads(out.stdout)
 
 
 def naive_spec(state: Path) -> Path:
@@ -90,7 +80,7 @@ def one(way: str) -> dict:
             writer.stop()
             samples = allocs.stop()
             record, lost = writer.record(), writer.lost()
-            stabilization = sum(duration(api(box, port, '/v1/operator/autopilot/configuration')
+            stabilization = sum(duration(server_api(box, port, '/v1/operator/autopilot/configuration')
                                          .get('ServerStabilizationTime', '0s')) for port in (8500, 4646)) * 3
             drains = 0.0
             for node in nomad_api(box, '/v1/nodes'):

@@ -96,18 +96,23 @@ def playbook(sandbox, path: str, *args: str, timeout: int = 1500) -> subprocess.
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def nomad_api(sandbox, path, method="GET", body=None):
-    """The Nomad HTTP API of a server (on its loopback, as the roles configure it)."""
+def server_api(sandbox, port: int, path, method="GET", body=None):
+    """The HTTP API on a server's loopback (Consul 8500, Nomad 4646, as the roles configure them)."""
     listed = sandbox_hosts(sandbox, "list")
     assert listed.returncode == 0, listed.stderr
     server = sorted(h["name"] for h in json.loads(listed.stdout) if "servers" in h["name"] and h.get("state") == "running")[0]
     code = ("import json, sys, urllib.request; body = sys.argv[3].encode() if sys.argv[3] else None; "
-            "req = urllib.request.Request('http://127.0.0.1:4646' + sys.argv[1], data=body, method=sys.argv[2], "
+            "req = urllib.request.Request('http://127.0.0.1:' + sys.argv[4] + sys.argv[1], data=body, method=sys.argv[2], "
             "headers={'Content-Type': 'application/json'}); print(urllib.request.urlopen(req, timeout=30).read().decode())")
     proc = sandbox_hosts(sandbox, "exec", server, "--", "python3", "-c", code, path, method,
-                         json.dumps(body) if body is not None else "")
+                         json.dumps(body) if body is not None else "", str(port))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def nomad_api(sandbox, path, method="GET", body=None):
+    """The Nomad HTTP API of a server."""
+    return server_api(sandbox, 4646, path, method, body)
 
 
 def compute_client(env):
