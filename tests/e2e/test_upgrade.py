@@ -125,6 +125,8 @@ def test_upgrade_check_then_a_lost_server_stops_it_and_the_rerun_completes_losin
     assert writer.lost() == [], "acknowledged writes lost"
     assert samples and min(samples) >= 1, samples  # the job never had all its allocations down
     assert "Set consul_version and nomad_version to these in the spec file too" in rerun.stdout
+    # the post-check's verify.yml placed a smoke job on every client pool of the spec on the new builds
+    assert sorted(set(re.findall(r"smoke job on pool (\w+): running on", rerun.stdout))) == ["north", "west"], rerun.stdout[-4000:]
 
 
 def test_after_the_upgrade_an_instance_azure_creates_boots_on_the_new_versions(sandbox):
