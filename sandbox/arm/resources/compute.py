@@ -416,6 +416,11 @@ def _write_vmss(app, req, rg, name, spec, patch):
             network.check_free_ips(app, _primary_subnet(model)[1], grow)
         body = _vmss_body(app, rid if not old else old["body"]["id"], spec, location, size, capacity, mode, zones,
                           single_pg, old)
+        live = [r for r in sorted(instances_of(app, old), key=lambda r: r["x"]["seq"])
+                if r["body"]["properties"]["provisioningState"] != "Deleting"] if old else []
+        # a refused scale-in changes nothing: victims are chosen (by the request's scale-in policy) or the
+        # request refused before anything is stored
+        deleted = _scale_in_victims({"body": body}, live, len(live) - capacity) if capacity < len(live) else []
         model_changed = bool(old) and _model_signature(old["x"]["spec"]) != _model_signature(spec)
         x = old["x"] if old else {"model_version": 1, "next_id": 0, "client_id": new_guid()}
         x["spec"] = deep(spec)
@@ -424,15 +429,11 @@ def _write_vmss(app, req, rg, name, spec, patch):
         if model_changed:
             x["model_version"] += 1
         rec = app.store.put(body, x)
-        existing = sorted(instances_of(app, rec), key=lambda r: r["x"]["seq"])
-        live = [r for r in existing if r["body"]["properties"]["provisioningState"] != "Deleting"]
-        created, deleted, upgrade = [], [], []
+        created, upgrade = [], []
         if capacity > len(live):
             created = [_new_instance(app, rec) for _ in range(capacity - len(live))]
-        elif capacity < len(live):
-            deleted = _scale_in_victims(rec, live, len(live) - capacity)
-            for v in deleted:
-                v["body"]["properties"]["provisioningState"] = "Deleting"
+        for v in deleted:
+            v["body"]["properties"]["provisioningState"] = "Deleting"
         policy = get_path(body, "properties.upgradePolicy.mode", "Manual")
         if model_changed and not flexible and policy in ("Automatic", "Rolling"):
             # instances protected from scale-set actions keep their model (instance protection docs)

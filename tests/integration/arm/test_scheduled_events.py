@@ -297,6 +297,8 @@ def test_protected_instances_are_never_picked_but_can_be_deleted(emu, az, rg):
     with pytest.raises(HttpResponseError) as err:    # only protected instances left to scale in
         az.compute.virtual_machine_scale_sets.begin_update(rg, "ss", {"sku": {"capacity": 1}})
     assert err.value.status_code == 409 and err.value.error.code == "OperationNotAllowed"
+    refused = az.compute.virtual_machine_scale_sets.get(rg, "ss")  # a refused request changes nothing
+    assert refused.sku.capacity == 2 and refused.provisioning_state == "Succeeded"
     vmvms.begin_delete(rg, "ss", "0").result()       # "can be manually deleted by the user at any time"
     assert ids(az, rg) == ["1"]
     assert vms["1"].id

@@ -75,6 +75,8 @@ def test_servers_protected_and_scale_in_planned(tmp_path, arm, arm_env, rg, sdk)
     with pytest.raises(HttpResponseError, match="not protected from scale-in"):
         compute.virtual_machine_scale_sets.begin_update(rg, "scalein-servers", {"sku": {"capacity": 1}}).result()
     assert sorted(_instances(sdk, rg, "scalein-servers")) == sorted(servers)
+    # the refused request changed nothing: the next reader (an upgrade's model play) still sees capacity 3
+    assert compute.virtual_machine_scale_sets.get(rg, "scalein-servers").sku.capacity == 3
 
     # a lower count: check mode shows the newest instance going and writes nothing
     west = sorted(_instances(sdk, rg, "scalein-west"), key=int)
