@@ -315,31 +315,33 @@ def _job_api(jid, b) -> dict:
                           "KillSignal": t.get("kill_signal", ""), "Meta": t.get("meta"), "User": t.get("user", "")})
         groups.append({"Name": gname, "Count": int(g.get("count", 1)), "Tasks": tasks, "Meta": g.get("meta"),
                        "Constraints": _constraints(g) + [c for t in tmap.values() for c in _constraints(t)],
-                       "Update": _update(g.get("update"))})
+                       "Update": _update(g.get("update")), "Migrate": _update(g.get("migrate"), _MIGRATE_KEYS)})
     dcs = b.get("datacenters") or ["*"]
     return {"ID": jid, "Name": b.get("name", jid), "Type": b.get("type", "service"), "Region": b.get("region", "global"),
             "Namespace": b.get("namespace", "default"), "Datacenters": dcs, "NodePool": b.get("node_pool", "default"),
             "Priority": int(b.get("priority", 50)), "TaskGroups": groups, "Meta": b.get("meta"),
-            "Constraints": _constraints(b), "Update": _update(b.get("update"))}
+            "Constraints": _constraints(b), "Update": _update(b.get("update")), "Migrate": _update(b.get("migrate"), _MIGRATE_KEYS)}
 
 
 _UPDATE_KEYS = {"max_parallel": ("MaxParallel", int), "min_healthy_time": ("MinHealthyTime", "dur"),
                 "healthy_deadline": ("HealthyDeadline", "dur"), "progress_deadline": ("ProgressDeadline", "dur"),
                 "auto_revert": ("AutoRevert", bool), "auto_promote": ("AutoPromote", bool), "canary": ("Canary", int),
                 "health_check": ("HealthCheck", str), "stagger": ("Stagger", "dur")}
+_MIGRATE_KEYS = {k: _UPDATE_KEYS[k] for k in ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline")}
 
 
-def _update(block) -> dict | None:
-    """An HCL update block as the API's UpdateStrategy (durations in ns)."""
+def _update(block, keys=None) -> dict | None:
+    """An HCL update (or migrate) block as the API's UpdateStrategy (MigrateStrategy), durations in ns."""
+    keys = keys or _UPDATE_KEYS
     if not block:
         return None
     if isinstance(block, list):
         block = block[-1]
     out = {}
     for k, v in block.items():
-        if k not in _UPDATE_KEYS:
-            raise ValueError(f"update: unexpected key {k}")
-        name, conv = _UPDATE_KEYS[k]
+        if k not in keys:
+            raise ValueError(f"{'update' if keys is _UPDATE_KEYS else 'migrate'}: unexpected key {k}")
+        name, conv = keys[k]
         out[name] = int(parse_duration(v) * 1e9) if conv == "dur" else conv(v)
     return out
 
@@ -418,13 +420,13 @@ def normalize_job(j: dict) -> dict:
     errs = job_errors(j)
     if errs:
         raise RPCError(_multierror([e for e in errs]), 500)
-    job_update = j.get("Update") or {}
     for g in j["TaskGroups"]:
         g.setdefault("Count", 1)
         if j["Type"] == "service":
-            # as Job.Canonicalize: the job's update block over the defaults, the group's over that
-            g["Update"] = {**DEFAULT_UPDATE, **{k: v for k, v in job_update.items() if v is not None},
-                           **{k: v for k, v in (g.get("Update") or {}).items() if v is not None}}
+            # as Job.Canonicalize: the job's update and migrate blocks over the defaults, the group's over those
+            for key, default in (("Update", DEFAULT_UPDATE), ("Migrate", DEFAULT_MIGRATE)):
+                g[key] = {**default, **{k: v for k, v in (j.get(key) or {}).items() if v is not None},
+                          **{k: v for k, v in (g.get(key) or {}).items() if v is not None}}
     tmpl = sample("nomad", "GET /v1/node/:node_id/allocations")[0]["Job"]
     return fill(j, tmpl, "Job", ".Job")
 
@@ -432,6 +434,7 @@ def normalize_job(j: dict) -> dict:
 DEFAULT_UPDATE = {"Stagger": 30 * 10**9, "MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": 10 * 10**9,
                   "HealthyDeadline": 300 * 10**9, "ProgressDeadline": 600 * 10**9, "AutoRevert": False,
                   "AutoPromote": False, "Canary": 0}
+DEFAULT_MIGRATE = {"MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": 10 * 10**9, "HealthyDeadline": 300 * 10**9}
 DRIVERS = ("raw_exec", "exec")
 
 
@@ -501,9 +504,44 @@ class Plan:
         self.reason = "node-update"
 
 
+def drain_actions(st: dict, now: float) -> tuple[list[str], list[str]]:
+    """The drainer (nomad/drainer): which allocations on draining nodes to mark for migration now, and which
+    drains are complete. Per task group, allocations move migrate.max_parallel at a time: a batch is marked
+    only while the group keeps count - max_parallel allocations with their health set, so a replacement must
+    be healthy (migrate.min_healthy_time) before the next one goes. At the deadline all that remain are marked.
+    A drain is complete once the node runs nothing (or at its deadline)."""
+    draining = {nid: n["DrainStrategy"] for nid, n in st["nodes"].items() if n.get("DrainStrategy")}
+    if not draining:
+        return [], []
+    past = {nid for nid, ds in draining.items()
+            if ds.get("Deadline", 0) > 0 and now > _parse_rfc3339(ds.get("ForceDeadline"))}
+
+    def terminal(a):
+        return a["DesiredStatus"] != "run" or a["ClientStatus"] in TERMINAL
+
+    marks = [a["ID"] for a in st["allocs"].values() if a["NodeID"] in past and not terminal(a)
+             and not (a.get("DesiredTransition") or {}).get("Migrate")]
+    groups: dict[tuple, list] = {}
+    for a in st["allocs"].values():
+        groups.setdefault((a["JobID"], a["TaskGroup"]), []).append(a)
+    for (jid, gname), allocs in sorted(groups.items()):
+        job = st["jobs"].get(jid)
+        g = next((g for g in (job or {}).get("TaskGroups") or [] if g["Name"] == gname), None)
+        if g is None:
+            continue
+        live = [a for a in allocs if not terminal(a)]
+        healthy = sum(1 for a in live if (a.get("DeploymentStatus") or {}).get("Healthy") is not None)
+        drainable = sorted((a for a in live if a["NodeID"] in draining and a["NodeID"] not in past
+                            and not (a.get("DesiredTransition") or {}).get("Migrate")), key=lambda a: a["Name"])
+        room = healthy - (g["Count"] - (g.get("Migrate") or DEFAULT_MIGRATE)["MaxParallel"])
+        marks += [a["ID"] for a in drainable[:max(0, room)]]
+    busy = {a["NodeID"] for a in st["allocs"].values() if a["ClientStatus"] not in TERMINAL}
+    return marks, sorted(nid for nid in draining if nid in past or nid not in busy)
+
+
 def _group_spec(job: dict, name: str) -> str:
     g = next((g for g in job.get("TaskGroups") or [] if g["Name"] == name), {})
-    return json.dumps({k: v for k, v in g.items() if k not in ("Count", "Update")}, sort_keys=True)
+    return json.dumps({k: v for k, v in g.items() if k not in ("Count", "Update", "Migrate")}, sort_keys=True)
 
 
 def _node_drivers_ok(node: dict, group: dict) -> bool:
@@ -539,10 +577,11 @@ def plan_job(st: dict, job: dict | None, algorithm: str, job_id: str) -> Plan:
         plan.desired[gname] = desired
         live = [a for a in jallocs if a["TaskGroup"] == gname and a["DesiredStatus"] == "run" and a["ClientStatus"] not in TERMINAL]
         want = 0 if job.get("Stop") else g["Count"]
-        # migrations: allocations on draining nodes, or stopped through the API (DesiredTransition.Migrate)
+        # migrations: allocations the drainer marked (DesiredTransition.Migrate, as a stop through the API does);
+        # the others on a draining node keep running until their turn
         for a in list(live):
             n = nodes_all.get(a["NodeID"]) or {}
-            if n.get("DrainStrategy") or (a.get("DesiredTransition") or {}).get("Migrate"):
+            if (a.get("DesiredTransition") or {}).get("Migrate"):
                 plan.stop.append(dict(a, DesiredStatus="stop", DesiredDescription="alloc is being migrated",
                                       DesiredTransition={"Migrate": True}))
                 plan.reason = "node-drain" if n.get("DrainStrategy") else "alloc-stop"
@@ -864,15 +903,13 @@ class NomadAgent(NomadACL, BaseAgent):
             self.raft.apply({"op": "alloc_client_update", "updates": [{"ID": a["ID"], "ClientStatus": "lost",
                                                                        "ClientDescription": "alloc is lost since its node is down"} for a in updates]})
             st, _ = self.raft.snapshot()
-        # drains complete when the node runs nothing more (or the deadline passed)
-        for nid, n in st["nodes"].items():
-            ds = n.get("DrainStrategy")
-            if not ds:
-                continue
-            mine = [a for a in st["allocs"].values() if a["NodeID"] == nid and a["ClientStatus"] not in TERMINAL]
-            deadline_passed = ds.get("Deadline", 0) > 0 and time.time() > _parse_rfc3339(ds.get("ForceDeadline"))
-            if not mine or deadline_passed:
-                self.raft.apply({"op": "drain_complete", "node_id": nid})
+        marks, complete = drain_actions(st, time.time())
+        if marks:
+            jobs = sorted({st["allocs"][aid]["JobID"] for aid in marks})
+            self.raft.apply({"op": "alloc_transition", "alloc_ids": marks,
+                             "evals": [new_eval(st["jobs"].get(j) or {"ID": j}, "node-drain") for j in jobs]})
+        for nid in complete:
+            self.raft.apply({"op": "drain_complete", "node_id": nid})
         st, _ = self.raft.snapshot()
         sched = st.get("scheduler") or {}
         pending = sorted((e for e in st["evals"].values() if e["Status"] == "pending"), key=lambda e: e["CreateIndex"])
@@ -1169,12 +1206,13 @@ class NomadClient:
             self._rpc("Node.UpdateAlloc", {"updates": updates})
 
     def _health(self, a, r):
-        """The allocation health a deployment waits for: healthy once its tasks ran for min_healthy_time,
-        unhealthy if they failed first or healthy_deadline passed (health_check = "task_states")."""
-        if not a.get("DeploymentID") or (a.get("DeploymentStatus") or {}).get("Healthy") is not None or r is None:
+        """The allocation health a deployment (its update block) or a migration (its migrate block) waits for:
+        healthy once its tasks ran for min_healthy_time, unhealthy if they failed first or healthy_deadline
+        passed (health_check = "task_states"). Only service jobs, as the client's health hook."""
+        if (a.get("DeploymentStatus") or {}).get("Healthy") is not None or r is None:
             return None
         g = next((g for g in (a.get("Job") or {}).get("TaskGroups", []) if g.get("Name") == a["TaskGroup"]), {})
-        upd = g.get("Update") or {}
+        upd = g.get("Update" if a.get("DeploymentID") else "Migrate") or {}
         ran = time.time() - r.get("started_ts", time.time())
         if r["status"] == "failed" or (r["status"] == "running" and ran > upd.get("HealthyDeadline", 300e9) / 1e9
                                         and ran < upd.get("MinHealthyTime", 10e9) / 1e9):

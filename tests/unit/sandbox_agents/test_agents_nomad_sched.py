@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sandbox.agents.net import RPCError
-from sandbox.agents.nomad import _apply, _initial_state, job_from_hcl, node_satisfies, normalize_job, plan_job
+from sandbox.agents.nomad import (
+    _apply,
+    _initial_state,
+    drain_actions,
+    job_from_hcl,
+    node_satisfies,
+    normalize_job,
+    plan_job,
+)
 
 JOB = '''
 job "web" {
@@ -30,6 +40,11 @@ job "web" {
     }
   }
 }
+'''
+DISTINCT = '''    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
 '''
 
 
@@ -172,3 +187,64 @@ def test_drain_fsm_events():
     _apply(st, {"op": "drain_complete", "node_id": "node-1"}, 4)
     assert n["DrainStrategy"] is None and n["LastDrain"]["Status"] == "complete"
     assert [e["Message"] for e in n["Events"]] == ["Node registered", "Node drain strategy set", "Node drain complete"]
+
+
+def test_drain_moves_max_parallel_at_a_time_once_replacements_are_healthy():
+    """As Nomad's drainer with the default migrate block (max_parallel 1): both allocations of a count-2 group
+    sit on the drained node; one moves, the other waits until its replacement is healthy; the drain completes
+    when the node runs nothing. At the deadline everything left is marked at once."""
+    st = _initial_state()
+    for i in (1, 2):
+        st["nodes"][f"node-{i}"] = _node(i)
+    index = [0]
+
+    def apply(op):
+        index[0] += 1
+        return _apply(st, op, index[0])
+
+    def schedule():
+        plan = plan_job(st, st["jobs"]["web"], "binpack", "web")
+        apply({"op": "plan", "allocs": plan.stop + plan.inplace + plan.place, "deployments": plan.deployments})
+
+    def client_reports(healthy):
+        ups = [{"ID": a["ID"], "ClientStatus": "running" if a["DesiredStatus"] == "run" else "complete",
+                **({"DeploymentStatus": {"Healthy": True}} if healthy and a["DesiredStatus"] == "run" else {})}
+               for a in st["allocs"].values() if a["ClientStatus"] not in ("complete", "failed", "lost")]
+        apply({"op": "alloc_client_update", "updates": ups})
+
+    def running():
+        return sorted(a["NodeID"] for a in st["allocs"].values()
+                      if a["DesiredStatus"] == "run" and a["ClientStatus"] == "running")
+
+    job = normalize_job(job_from_hcl(JOB.replace("count = 3", "count = 2").replace(DISTINCT, "")))
+    assert job["TaskGroups"][0]["Migrate"] == {"MaxParallel": 1, "HealthCheck": "checks",
+                                               "MinHealthyTime": 10 * 10**9, "HealthyDeadline": 300 * 10**9}
+    apply({"op": "job_register", "job": job})
+    st["nodes"]["node-2"]["SchedulingEligibility"] = "ineligible"
+    schedule()
+    client_reports(healthy=True)
+    assert running() == ["node-1", "node-1"]
+    st["nodes"]["node-2"]["SchedulingEligibility"] = "eligible"
+    apply({"op": "node_drain", "node_id": "node-1", "drain": {"Deadline": 3600 * 10**9}, "meta": {}})
+
+    marks, complete = drain_actions(st, 0)
+    assert len(marks) == 1 and complete == []
+    apply({"op": "alloc_transition", "alloc_ids": marks})
+    schedule()
+    client_reports(healthy=False)  # the replacement runs, its health not set yet
+    assert running() == ["node-1", "node-2"]
+    assert drain_actions(st, 0) == ([], [])  # the last one on node-1 waits for the replacement's health
+    client_reports(healthy=True)
+    marks, complete = drain_actions(st, 0)
+    assert len(marks) == 1 and complete == []
+    apply({"op": "alloc_transition", "alloc_ids": marks})
+    schedule()
+    client_reports(healthy=False)
+    assert running() == ["node-2", "node-2"]
+    assert drain_actions(st, 0) == ([], ["node-1"])
+    apply({"op": "drain_complete", "node_id": "node-1"})
+
+    # past the deadline every allocation left on a draining node is marked, healthy replacements or not
+    apply({"op": "node_drain", "node_id": "node-2", "drain": {"Deadline": 10**9}, "meta": {}})
+    marks, complete = drain_actions(st, 2 + time.time())
+    assert len(marks) == 2 and complete == ["node-2"]
