@@ -2,17 +2,20 @@
 playbooks/scale.yml; an instance deleted with the plain Azure SDK (as the portal would) drains and leaves
 before it is gone (the on-instance Scheduled Events service); back to the spec's count through site.yml with
 the instance to remove named: its allocations move first, none is lost, its Consul member shows `left`, only
-that instance is deleted. A capacity decrease of the servers' scale set from outside removes no server.
-Leaves the cluster in the spec's shape (west: 1)."""
+that instance is deleted. The servers 3 -> 5 -> 3 through the spec file and site.yml, with Consul and Nomad
+keeping a leader throughout. A capacity decrease of the servers' scale set from outside removes no server.
+Leaves the cluster in the spec's shape (west: 1, 3 servers)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 
 import pytest
 
-from .cluster import compute_client, nomad_api, playbook, table
+from .cluster import ROOT, compute_client, exec_on, nomad_api, playbook, server_api, table
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
@@ -94,6 +97,85 @@ def test_scale_west_out_sdk_delete_then_in_through_the_spec(sandbox):
         assert not [a for a in allocs if a["ClientStatus"] == "lost"]
     finally:
         nomad_api(sandbox, f"/v1/job/{JOB}?purge=true", "DELETE")
+
+
+class LeaderSampler:
+    """Consul's and Nomad's leader as a server that stays (the oldest) sees them, every second, until stop()."""
+
+    def __init__(self, sandbox):
+        self.sandbox, self.samples = sandbox, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self._leader(8500), self._leader(4646)))
+            self._stop.wait(1)
+
+    def _leader(self, port):
+        try:
+            return server_api(self.sandbox, port, "/v1/status/leader")
+        except (AssertionError, ValueError, subprocess.TimeoutExpired):
+            return None  # no leader (Nomad answers 500) or no answer: a sample without one
+
+    def longest_without_leader(self) -> int:
+        """The most consecutive samples in which Consul or Nomad had no leader."""
+        longest = run = 0
+        for _, consul, nomad in self.samples:
+            run = 0 if consul and nomad else run + 1
+            longest = max(longest, run)
+        return longest
+
+    def stop(self) -> list:
+        self._stop.set()
+        self._thread.join(timeout=90)
+        return self.samples
+
+
+def _servers_spec(tmp_path, count):
+    """sandbox/main/spec.yml with servers.count changed, as a user edits the spec file."""
+    text = (ROOT / "sandbox/main/spec.yml").read_text()
+    assert "servers: {count: 3," in text
+    path = tmp_path / f"spec-{count}-servers.yml"
+    path.write_text(text.replace("servers: {count: 3,", f"servers: {{count: {count},"))
+    return str(path)
+
+
+def _voters(sandbox, port):
+    health = server_api(sandbox, port, "/v1/operator/autopilot/health")
+    return sorted(s["Name"] for s in health["Servers"] if s["Voter"]), health["Healthy"]
+
+
+def test_servers_3_to_5_to_3_through_the_spec_keep_a_leader_throughout(sandbox, tmp_path):
+    compute = compute_client(sandbox["env"])
+    first = _instances(compute, "sandbox-servers")
+    assert len(first) == 3
+    leaders = LeaderSampler(sandbox)
+    try:
+        out = playbook(sandbox, "playbooks/site.yml", "-e", "@" + _servers_spec(tmp_path, 5))
+        assert out.returncode == 0, out.stdout[-5000:]
+        five = _instances(compute, "sandbox-servers")
+        assert len(five) == 5 and set(first) < set(five)
+        added = sorted(set(five) - set(first))
+        consul, healthy = _voters(sandbox, 8500)
+        assert healthy and consul == sorted(five), consul
+        assert len(_voters(sandbox, 4646)[0]) == 5
+        assert "bootstrap_expect = 5" in exec_on(sandbox, added[0], "cat", "/etc/consul.d/consul.hcl")
+
+        out = playbook(sandbox, "playbooks/site.yml")  # the spec file's 3 again: the two newest go, one at a time
+        assert out.returncode == 0, out.stdout[-5000:]
+        assert out.stdout.index(f"Delete the instance - {added[1]}") < out.stdout.index(f"Delete the instance - {added[0]}")
+    finally:
+        samples = leaders.stop()
+    assert _instances(compute, "sandbox-servers") == first
+    consul, healthy = _voters(sandbox, 8500)
+    assert healthy and consul == sorted(first), consul
+    assert len(_voters(sandbox, 4646)[0]) == 3
+    assert all(_members(sandbox)[name] == "left" for name in added)
+    assert "bootstrap_expect = 3" in exec_on(sandbox, sorted(first)[0], "cat", "/etc/consul.d/consul.hcl")
+    # at most a hand-over's second or two without a leader (a server that leads transfers leadership before it goes)
+    assert len(samples) > 30 and leaders.longest_without_leader() <= 2, [s for s in samples if not (s[1] and s[2])]
 
 
 def test_capacity_decrease_of_the_servers_from_outside_removes_no_server(sandbox):

@@ -58,6 +58,7 @@ def _site(arm, arm_env, tmp_path, spec) -> tuple[subprocess.CompletedProcess, li
 @pytest.mark.parametrize(("changes", "expected"), [
     ({"servers__count": 2}, ["servers.count", "2"]),
     ({"servers__count": 0}, ["servers.count", "0"]),
+    ({"servers__count": 4}, ["servers.count", "4"]),
     ({"pools__1__consul_datacenter": "dc2"}, ["pools", "consul_datacenter"]),
     ({"pools__1__nomad_region": "europe"}, ["pools", "nomad_region"]),
     ({"cluster": "Prod_1"}, ["cluster", "Prod_1"]),
@@ -65,7 +66,7 @@ def _site(arm, arm_env, tmp_path, spec) -> tuple[subprocess.CompletedProcess, li
     ({"networks__westeurope": "10.77.0.0/33"}, ["networks.westeurope", "10.77.0.0/33"]),
     ({"networks__northeurope": "10.77.128.0/17"}, ["overlap", "10.77.0.0/16", "10.77.128.0/17"]),
     ({"pools__1__vm_size": "Standard_Nope9"}, ["Standard_Nope9", "northeurope"]),
-], ids=["even-servers", "zero-servers", "pool-datacenter", "pool-region", "cluster-name", "pool-name",
+], ids=["even-servers", "zero-servers", "four-servers", "pool-datacenter", "pool-region", "cluster-name", "pool-name",
         "cidr", "overlapping-spaces", "unknown-vm-size"])
 def test_bad_spec_stops_before_any_azure_write(arm, arm_env, tmp_path, changes, expected):
     proc, writes = _site(arm, arm_env, tmp_path, _spec(**changes))
