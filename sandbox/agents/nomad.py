@@ -315,12 +315,12 @@ def _job_api(jid, b) -> dict:
                           "KillSignal": t.get("kill_signal", ""), "Meta": t.get("meta"), "User": t.get("user", "")})
         groups.append({"Name": gname, "Count": int(g.get("count", 1)), "Tasks": tasks, "Meta": g.get("meta"),
                        "Constraints": _constraints(g) + [c for t in tmap.values() for c in _constraints(t)],
-                       "Update": _update(g.get("update")), "Migrate": _update(g.get("migrate"), _MIGRATE_KEYS)})
+                       "Update": _update(g.get("update")), "Migrate": _update(g.get("migrate"), _MIGRATE_KEYS, "migrate")})
     dcs = b.get("datacenters") or ["*"]
     return {"ID": jid, "Name": b.get("name", jid), "Type": b.get("type", "service"), "Region": b.get("region", "global"),
             "Namespace": b.get("namespace", "default"), "Datacenters": dcs, "NodePool": b.get("node_pool", "default"),
             "Priority": int(b.get("priority", 50)), "TaskGroups": groups, "Meta": b.get("meta"),
-            "Constraints": _constraints(b), "Update": _update(b.get("update")), "Migrate": _update(b.get("migrate"), _MIGRATE_KEYS)}
+            "Constraints": _constraints(b), "Update": _update(b.get("update")), "Migrate": _update(b.get("migrate"), _MIGRATE_KEYS, "migrate")}
 
 
 _UPDATE_KEYS = {"max_parallel": ("MaxParallel", int), "min_healthy_time": ("MinHealthyTime", "dur"),
@@ -330,9 +330,8 @@ _UPDATE_KEYS = {"max_parallel": ("MaxParallel", int), "min_healthy_time": ("MinH
 _MIGRATE_KEYS = {k: _UPDATE_KEYS[k] for k in ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline")}
 
 
-def _update(block, keys=None) -> dict | None:
+def _update(block, keys=_UPDATE_KEYS, label="update") -> dict | None:
     """An HCL update (or migrate) block as the API's UpdateStrategy (MigrateStrategy), durations in ns."""
-    keys = keys or _UPDATE_KEYS
     if not block:
         return None
     if isinstance(block, list):
@@ -340,7 +339,7 @@ def _update(block, keys=None) -> dict | None:
     out = {}
     for k, v in block.items():
         if k not in keys:
-            raise ValueError(f"{'update' if keys is _UPDATE_KEYS else 'migrate'}: unexpected key {k}")
+            raise ValueError(f"{label}: unexpected key {k}")
         name, conv = keys[k]
         out[name] = int(parse_duration(v) * 1e9) if conv == "dur" else conv(v)
     return out
@@ -425,10 +424,17 @@ def normalize_job(j: dict) -> dict:
         if j["Type"] == "service":
             # as Job.Canonicalize: the job's update and migrate blocks over the defaults, the group's over those
             for key, default in (("Update", DEFAULT_UPDATE), ("Migrate", DEFAULT_MIGRATE)):
-                g[key] = {**default, **{k: v for k, v in (j.get(key) or {}).items() if v is not None},
-                          **{k: v for k, v in (g.get(key) or {}).items() if v is not None}}
+                g[key] = _over(default, j.get(key), g.get(key))
     tmpl = sample("nomad", "GET /v1/node/:node_id/allocations")[0]["Job"]
     return fill(j, tmpl, "Job", ".Job")
+
+
+def _over(default: dict, *blocks) -> dict:
+    """Job.Canonicalize's merge: each block's set values over the ones before (the defaults first)."""
+    out = dict(default)
+    for b in blocks:
+        out.update({k: v for k, v in (b or {}).items() if v is not None})
+    return out
 
 
 DEFAULT_UPDATE = {"Stagger": 30 * 10**9, "MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": 10 * 10**9,
@@ -452,6 +458,7 @@ def job_errors(j: dict) -> list[str]:
             gerrs.append("update.canary: canary deployments are not implemented by the sandbox stand-in")
         if upd.get("AutoRevert"):
             gerrs.append("update.auto_revert: automatic reverts are not implemented by the sandbox stand-in")
+        gerrs += _migrate_errors(_over(DEFAULT_MIGRATE, j.get("Migrate"), g.get("Migrate")))
         if not g.get("Tasks"):
             gerrs.append("Missing tasks for task group")
         for t in g.get("Tasks") or []:
@@ -464,6 +471,21 @@ def job_errors(j: dict) -> list[str]:
                 gerrs.append(f"Task {t.get('Name')} validation failed: " + _multierror(terrs))
         if gerrs:
             errs.append(f"Task group {g.get('Name')} validation failed: " + _multierror(gerrs))
+    return errs
+
+
+def _migrate_errors(m: dict) -> list[str]:
+    """MigrateStrategy.Validate's errors (durations in ns)."""
+    errs = []
+    if m["MaxParallel"] < 0:
+        errs.append(f"MaxParallel must be >= 0 but found {m['MaxParallel']}")
+    if m["HealthCheck"] not in ("checks", "task_states") and (m["HealthCheck"] or m["MaxParallel"] > 0):
+        errs.append(f"Invalid HealthCheck: {m['HealthCheck']!r}" if m["HealthCheck"] else "Missing HealthCheck")
+    for key in ("MinHealthyTime", "HealthyDeadline"):
+        if m[key] < 0:
+            errs.append(f"{key} is {m[key] / 1e9:g}s and must be >= 0")
+    if m["MinHealthyTime"] > m["HealthyDeadline"]:
+        errs.append("MinHealthyTime must be less than HealthyDeadline")
     return errs
 
 

@@ -73,6 +73,12 @@ def test_job_file_to_api_job():
      "only service jobs"),
     ({"ID": "x", "TaskGroups": [{"Name": "g", "Update": {"Canary": 1},
                                  "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "x"}}]}]}, "canary"),
+    ({"ID": "x", "Migrate": {"MinHealthyTime": 60 * 10**9, "HealthyDeadline": 30 * 10**9},
+      "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "x"}}]}]},
+     "MinHealthyTime must be less than HealthyDeadline"),
+    ({"ID": "x", "TaskGroups": [{"Name": "g", "Migrate": {"MaxParallel": -1, "HealthCheck": "nope"},
+                                 "Tasks": [{"Name": "t", "Driver": "exec", "Config": {"command": "x"}}]}]},
+     "Invalid HealthCheck: 'nope'"),
 ])
 def test_invalid_jobs_rejected(job, needle):
     """Job.Register's validation errors (a 500 with go-multierror text, as Nomad answers); features the stand-in
@@ -128,11 +134,11 @@ def test_placement_respects_constraints_eligibility_and_distinct_hosts():
     assert [a["Name"] for a in st["allocs"].values() if a["DesiredStatus"] == "run"] == ["web.app[0]"]
 
 
-def test_rolling_update_respects_max_parallel_and_health():
-    """A changed task is replaced max_parallel allocations at a time; the next batch waits for the new ones to be
-    healthy; the deployment succeeds once all are healthy."""
+def _cluster(nodes: int):
+    """A scheduler state with NODES ready nodes, an apply(op) that writes a raft entry, and a schedule() that
+    plans the job "web" and writes the plan (returned)."""
     st = _initial_state()
-    for i in (1, 2, 3):
+    for i in range(1, nodes + 1):
         st["nodes"][f"node-{i}"] = _node(i)
     index = [0]
 
@@ -144,6 +150,13 @@ def test_rolling_update_respects_max_parallel_and_health():
         plan = plan_job(st, st["jobs"]["web"], "binpack", "web")
         apply({"op": "plan", "allocs": plan.stop + plan.inplace + plan.place, "deployments": plan.deployments})
         return plan
+    return st, apply, schedule
+
+
+def test_rolling_update_respects_max_parallel_and_health():
+    """A changed task is replaced max_parallel allocations at a time; the next batch waits for the new ones to be
+    healthy; the deployment succeeds once all are healthy."""
+    st, apply, schedule = _cluster(3)
 
     def healthy_all():
         ups = [{"ID": a["ID"], "ClientStatus": "running", "DeploymentStatus": {"Healthy": True}}
@@ -193,18 +206,7 @@ def test_drain_moves_max_parallel_at_a_time_once_replacements_are_healthy():
     """As Nomad's drainer with the default migrate block (max_parallel 1): both allocations of a count-2 group
     sit on the drained node; one moves, the other waits until its replacement is healthy; the drain completes
     when the node runs nothing. At the deadline everything left is marked at once."""
-    st = _initial_state()
-    for i in (1, 2):
-        st["nodes"][f"node-{i}"] = _node(i)
-    index = [0]
-
-    def apply(op):
-        index[0] += 1
-        return _apply(st, op, index[0])
-
-    def schedule():
-        plan = plan_job(st, st["jobs"]["web"], "binpack", "web")
-        apply({"op": "plan", "allocs": plan.stop + plan.inplace + plan.place, "deployments": plan.deployments})
+    st, apply, schedule = _cluster(2)
 
     def client_reports(healthy):
         ups = [{"ID": a["ID"], "ClientStatus": "running" if a["DesiredStatus"] == "run" else "complete",
